@@ -1,0 +1,30 @@
+# The two commands a new user needs: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := assets/sintel_trailer_480x204.mp4
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/scenecut segment $(DEMO) --save-clips --format json,csv -o out --overwrite
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check scenecut tests bench
+	$(BIN)/ruff check scenecut tests bench
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_segment.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from scenecut.cli import main
+
+main()

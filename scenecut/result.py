@@ -1,0 +1,112 @@
+"""Typed results shared by the pipeline stages: the video, its shots and its scenes.
+
+Time is frame-exact: every range is a 0-based, half-open ``[start, end)`` range of frame indices,
+and each video carries one exact ``Fraction`` frame rate. Seconds are derived only when written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What probing and decoding learned about one video file."""
+
+    path: Path
+    fps: Fraction
+    frame_count: int
+    width: int
+    height: int
+    codec: str
+    has_audio: bool
+    # Offset of frame 0 from the container's start, the origin ffmpeg's ``-ss`` counts from.
+    start_offset: Fraction = Fraction(0)
+    vfr: bool = False
+    # Presentation times (seconds from frame 0) of shot-boundary frames, recorded while decoding.
+    # For constant-frame-rate video they equal ``frame / fps`` and the dict may be empty.
+    frame_times: dict[int, Fraction] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def duration(self) -> Fraction:
+        return self.time_of(self.frame_count)
+
+    def time_of(self, frame: int) -> Fraction:
+        """Seconds from the first frame to the start of ``frame`` (``frame_count`` = the end)."""
+        if frame in self.frame_times:
+            return self.frame_times[frame]
+        return Fraction(frame) / self.fps
+
+
+@dataclass(frozen=True)
+class Shot:
+    index: int
+    start: int  # first frame
+    end: int  # one past the last frame
+    keyframes: tuple[int, ...] = ()  # frame indices of the keyframes taken for this shot
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Scene:
+    index: int
+    first_shot: int
+    last_shot: int  # inclusive
+    start: int  # first frame
+    end: int  # one past the last frame
+    # Boundary score of the cut that opens this scene (None for the first scene).
+    score: float | None
+
+    @property
+    def shots(self) -> range:
+        return range(self.first_shot, self.last_shot + 1)
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decided the result, recorded in the output for reproducibility."""
+
+    detector: str
+    detector_threshold: float | None
+    min_shot_frames: int
+    model: str
+    threshold: float
+    scenes: int | None
+    min_scene_frames: int
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    video: VideoInfo
+    shots: list[Shot]
+    # One score per gap between consecutive shots: ``boundary_scores[i]`` scores the cut
+    # between shot i and shot i + 1 (1 = certainly a scene boundary).
+    boundary_scores: list[float]
+    scenes: list[Scene]
+    settings: Settings
+    decoded_frames: int = 0
+
+
+def scenes_from_boundaries(
+    shots: list[Shot], boundaries: list[int], scores: list[float]
+) -> list[Scene]:
+    """Group shots into scenes. ``boundaries`` are gap indices: gap i lies after shot i."""
+    scenes: list[Scene] = []
+    first = 0
+    for gap in [*sorted(boundaries), len(shots) - 1]:
+        last = gap
+        opening = scores[first - 1] if first > 0 else None
+        scenes.append(
+            Scene(len(scenes), first, last, shots[first].start, shots[last].end, opening)
+        )
+        first = gap + 1
+    return scenes
