@@ -1,8 +1,8 @@
 """scenecut: cut long videos into scenes.
 
-    >>> import scenecut
-    >>> result = scenecut.segment("movie.mp4")
-    >>> [(s.start, s.end) for s in result.scenes]
+>>> import scenecut
+>>> result = scenecut.segment("movie.mp4")
+>>> [(s.start, s.end) for s in result.scenes]
 """
 
 from __future__ import annotations

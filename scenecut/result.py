@@ -105,8 +105,6 @@ def scenes_from_boundaries(
     for gap in [*sorted(boundaries), len(shots) - 1]:
         last = gap
         opening = scores[first - 1] if first > 0 else None
-        scenes.append(
-            Scene(len(scenes), first, last, shots[first].start, shots[last].end, opening)
-        )
+        scenes.append(Scene(len(scenes), first, last, shots[first].start, shots[last].end, opening))
         first = gap + 1
     return scenes

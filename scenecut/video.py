@@ -11,7 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scenecut.errors import InputError
+from scenecut.errors import InputError, ScenecutError
 
 if TYPE_CHECKING:
     import av
@@ -27,9 +27,15 @@ def ffmpeg_exe() -> str:
     on_path = shutil.which("ffmpeg")
     if on_path:
         return on_path
-    import imageio_ffmpeg
+    try:
+        import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as exc:
+        raise ScenecutError(
+            "no ffmpeg found: install ffmpeg, reinstall scenecut (it bundles one through "
+            "imageio-ffmpeg), or set SCENECUT_FFMPEG to an ffmpeg binary"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,9 @@ def _frames(
                 errors += 1
                 log.warning("%s: skipped an undecodable packet (%s)", path, exc)
                 if errors > 1000:
-                    raise InputError(f"{path}: too many decoding errors; the file is corrupt") from exc
+                    raise InputError(
+                        f"{path}: too many decoding errors; the file is corrupt"
+                    ) from exc
                 continue
             for frame in frames:
                 pts = frame.pts if frame.pts is not None else last_pts

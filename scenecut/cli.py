@@ -1,0 +1,265 @@
+"""The ``scenecut`` command: parse options, call the library, render results.
+
+Machine-readable output goes to stdout (written file paths, or the JSON with ``--stdout``);
+tables, progress and errors go to stderr. Exit codes: 0 success, 1 an input failed, 2 bad usage,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scenecut import __version__
+from scenecut.errors import ScenecutError, UsageError
+
+app = typer.Typer(
+    name="scenecut",
+    help="Cut long videos into scenes: shots, boundary scores, scene lists and clips.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+FORMATS_HELP = "Comma-separated scene-list formats: json, csv."
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"scenecut {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """Cut long videos into scenes."""
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+@app.command()
+def segment(
+    inputs: Annotated[
+        list[str], typer.Argument(help="Video files; '-' reads more paths from stdin.")
+    ],
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("-o", "--output-dir", help="Where outputs go [default: ./<stem>_scenes/]."),
+    ] = None,
+    formats: Annotated[str, typer.Option("--format", "-f", help=FORMATS_HELP)] = "json",
+    stdout: Annotated[
+        bool, typer.Option("--stdout", help="Write the JSON result to stdout instead of files.")
+    ] = False,
+    save_clips: Annotated[
+        bool, typer.Option("--save-clips", help="Export one clip per scene with ffmpeg.")
+    ] = False,
+    copy: Annotated[
+        bool,
+        typer.Option("--copy", help="Stream-copy clips: fast, but cuts snap to keyframes."),
+    ] = False,
+    clip_template: Annotated[
+        str,
+        typer.Option(
+            "--clip-template",
+            help="Clip file name; macros $VIDEO_NAME $SCENE_NUMBER $START_FRAME $END_FRAME.",
+        ),
+    ] = "$VIDEO_NAME-Scene-$SCENE_NUMBER",
+    detector: Annotated[
+        str,
+        typer.Option(help="Shot detector: adaptive, content, threshold, histogram, hash."),
+    ] = "adaptive",
+    detector_threshold: Annotated[
+        float | None,
+        typer.Option(help="Shot detector threshold [default: the detector's own]."),
+    ] = None,
+    min_shot_len: Annotated[float, typer.Option(help="Minimum shot length in seconds.")] = 0.6,
+    model: Annotated[str, typer.Option(help="Boundary model: classic (or auto).")] = "auto",
+    threshold: Annotated[
+        float, typer.Option(help="Boundary score above which a shot gap starts a new scene.")
+    ] = 0.5,
+    scenes: Annotated[
+        int | None, typer.Option(help="Ask for this many scenes instead of using --threshold.")
+    ] = None,
+    min_scene_len: Annotated[float, typer.Option(help="Minimum scene length in seconds.")] = 0.0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing output files.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")
+    ] = False,
+) -> None:
+    """Detect shots, score every shot gap, write the scenes (frames: 0-based, end-exclusive)."""
+    from scenecut.segment import ExportOptions, SegmentOptions, segment_to_files
+
+    options = SegmentOptions(
+        detector=detector,
+        detector_threshold=detector_threshold,
+        min_shot_seconds=min_shot_len,
+        model=model,
+        threshold=threshold,
+        scenes=scenes,
+        min_scene_seconds=min_scene_len,
+    )
+    export = ExportOptions(
+        formats=[f.strip() for f in formats.split(",") if f.strip()],
+        save_clips=save_clips,
+        copy=copy,
+        clip_template=clip_template,
+        overwrite=overwrite,
+        to_stdout=stdout,
+    )
+    options.check()
+    export.check()
+    paths = _expand_inputs(inputs)
+    if stdout and len(paths) > 1:
+        raise UsageError("--stdout takes a single input (its JSON goes to stdout)")
+    console = _stderr()
+    failures = 0
+    for path in paths:
+        out_dir = output_dir or Path(f"{Path(path).stem}_scenes")
+        try:
+            with _progress(console, quiet, Path(path).name) as progress:
+                done = segment_to_files(path, options, export, out_dir, progress=progress)
+        except ScenecutError as exc:
+            failures += 1
+            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            continue
+        if stdout:
+            sys.stdout.write(done.json)
+            sys.stdout.flush()
+        else:
+            for written in done.files:
+                typer.echo(str(written))
+        if not quiet:
+            _scene_table(console, done.result)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _expand_inputs(inputs: list[str]) -> list[str]:
+    paths: list[str] = []
+    for item in inputs:
+        if item == "-":
+            paths.extend(line.strip() for line in sys.stdin if line.strip())
+        else:
+            paths.append(item)
+    if not paths:
+        raise UsageError("no input files given")
+    return paths
+
+
+class _progress:
+    """Rich progress bars on stderr, or a no-op when quiet or stderr is not a terminal."""
+
+    def __init__(self, console, quiet: bool, label: str):
+        self.enabled = not quiet and console.is_terminal
+        self.console = console
+        self.label = label
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.bar.__enter__()
+        return self.update
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(f"{self.label}: {stage}", total=total)
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.__exit__(*exc)
+        return False
+
+
+def _scene_table(console, result) -> None:
+    from rich.table import Table
+
+    from scenecut.export import timecode
+
+    video = result.video
+    table = Table(
+        title=f"{video.path.name}: {len(result.shots)} shots, {len(result.scenes)} scenes "
+        f"({result.settings.model})",
+        title_justify="left",
+    )
+    # Numbered from 1 like the CSV and PySceneDetect; frames stay 0-based, end-exclusive.
+    for column in ("scene", "start", "end", "duration", "frames", "shots", "score"):
+        table.add_column(column, justify="right")
+    for scene in result.scenes:
+        start, end = video.time_of(scene.start), video.time_of(scene.end)
+        table.add_row(
+            str(scene.index + 1),
+            timecode(start),
+            timecode(end),
+            f"{float(end - start):.2f}s",
+            f"{scene.start}-{scene.end}",
+            f"{scene.first_shot + 1}-{scene.last_shot + 1}",
+            "" if scene.score is None else f"{scene.score:.2f}",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry: one red line and an exit code for expected errors."""
+    import click
+
+    debug = os.environ.get("SCENECUT_DEBUG") == "1"
+    try:
+        app(standalone_mode=False)
+    except ScenecutError as exc:
+        if debug:
+            raise
+        _stderr().print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        _stderr().print(f"[red]error:[/red] {exc.format_message()}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _stderr().print("[red]interrupted[/red]")
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        _stderr().print(
+            f"[red]error:[/red] {type(exc).__name__}: {exc} "
+            "(this is a bug; set SCENECUT_DEBUG=1 for the traceback and please report it)",
+            soft_wrap=True,
+        )
+        sys.exit(3)

@@ -1,0 +1,145 @@
+"""Boundary scoring: per-shot embeddings in, one scene-boundary score per shot gap out.
+
+A *scorer* pairs a shot encoder with a boundary scorer. ``classic`` is training-free: it links
+shots whose embeddings are similar and scores each gap by the strongest link that crosses it
+within a few shots (overlapping-links scene detection). Any per-shot embedding works with it, so
+learned encoders reuse it; a learned boundary network (BaSSL's CRN) replaces it entirely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from scenecut.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# How far (in shots) a link may reach across a gap, and how much a link loses per extra shot.
+LINK_REACH = 3
+LINK_DECAY = 0.1
+
+
+class Scorer(Protocol):
+    """What ``segment`` needs from a model."""
+
+    name: str
+    keyframe_height: int
+
+    def embed(self, keyframes: np.ndarray) -> np.ndarray:
+        """``[shots, 3, H, W, 3]`` uint8 RGB keyframes -> ``[shots, D]`` shot embeddings."""
+        ...
+
+    def score(self, embeddings: np.ndarray) -> np.ndarray:
+        """``[shots, D]`` -> ``[shots - 1]`` boundary scores in [0, 1], gap i after shot i."""
+        ...
+
+
+@dataclass
+class CoherenceScorer:
+    """Any shot encoder plus the training-free overlapping-links boundary scorer."""
+
+    encoder: object
+    name: str = "classic"
+
+    @property
+    def keyframe_height(self) -> int:
+        return self.encoder.keyframe_height
+
+    def embed(self, keyframes: np.ndarray) -> np.ndarray:
+        return self.encoder.embed(keyframes)
+
+    def score(self, embeddings: np.ndarray) -> np.ndarray:
+        return link_scores(embeddings)
+
+
+def load_scorer(model: str) -> Scorer:
+    """Resolve ``--model``: a registered name (or, later, a checkpoint path)."""
+    if model in ("classic", "auto"):
+        from scenecut.embed import ClassicEncoder
+
+        return CoherenceScorer(ClassicEncoder(), name="classic")
+    raise UsageError(f"unknown model {model!r}; available: classic (and auto = the best installed)")
+
+
+def link_probabilities(similarity: np.ndarray) -> np.ndarray:
+    """Map cosine similarities to the probability that two shots share a scene.
+
+    The midpoint adapts to the film: it sits between the typical similarity of neighbouring
+    shots (mostly same scene) and that of distant shots (mostly different scenes).
+    """
+    import numpy as np
+
+    n = similarity.shape[0]
+    near = np.diagonal(similarity, 1)
+    far_mask = np.abs(np.subtract.outer(np.arange(n), np.arange(n))) > 2 * LINK_REACH
+    far = similarity[far_mask]
+    near_level = float(np.median(near)) if near.size else 0.9
+    far_level = float(np.percentile(far, 25)) if far.size >= 8 else near_level - 0.35
+    mid = min(max(0.5 * (near_level + far_level), 0.55), 0.92)
+    spread = max(0.25 * (near_level - far_level), 0.03)
+    return 1.0 / (1.0 + np.exp(-(similarity - mid) / spread))
+
+
+def link_scores(embeddings: np.ndarray) -> np.ndarray:
+    """Boundary score of every gap: 1 - the strongest same-scene link crossing it.
+
+    A link between shots a < b crosses every gap between them and weakens with the number of
+    shots in between, so A B A B dialogue keeps its gaps linked while a change of place leaves
+    its gap with no strong link.
+    """
+    import numpy as np
+
+    n = embeddings.shape[0]
+    if n < 2:
+        return np.zeros(0, dtype=np.float32)
+    norm = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    e = embeddings / np.maximum(norm, 1e-8)
+    # An embedding's norm below 1 says how little the encoder saw (e.g. a black or title-card
+    # shot); links through such shots count for less. Unit-norm encoders are unaffected.
+    confidence = np.sqrt(np.minimum(norm, 1.0))
+    link = link_probabilities(e @ e.T) * (confidence @ confidence.T)
+    scores = np.empty(n - 1, dtype=np.float32)
+    for gap in range(n - 1):
+        best = 0.0
+        for a in range(max(0, gap - LINK_REACH + 1), gap + 1):
+            for b in range(gap + 1, min(n, a + LINK_REACH + 1)):
+                best = max(best, link[a, b] * (1.0 - LINK_DECAY * (b - a - 1)))
+        scores[gap] = 1.0 - best
+    return scores
+
+
+def pick_boundaries(
+    scores: list[float],
+    shot_frames: list[tuple[int, int]],
+    *,
+    threshold: float,
+    scenes: int | None = None,
+    min_scene_frames: int = 0,
+) -> list[int]:
+    """Choose boundary gaps, strongest first, keeping every scene >= ``min_scene_frames`` long.
+
+    With ``scenes`` set, the threshold is ignored and the ``scenes - 1`` strongest admissible gaps
+    are taken (fewer if the constraint leaves fewer).
+    """
+    n = len(shot_frames)
+    if n < 2:
+        return []
+    start, end = shot_frames[0][0], shot_frames[-1][1]
+    order = sorted(range(n - 1), key=lambda g: (-scores[g], g))
+    chosen: list[int] = []
+    cut_frames = [start, end]
+    wanted = None if scenes is None else max(0, scenes - 1)
+    for gap in order:
+        if wanted is None and scores[gap] <= threshold:
+            break
+        if wanted is not None and len(chosen) >= wanted:
+            break
+        frame = shot_frames[gap][1]
+        left = max(c for c in cut_frames if c <= frame)
+        right = min(c for c in cut_frames if c >= frame)
+        if frame - left >= min_scene_frames and right - frame >= min_scene_frames:
+            chosen.append(gap)
+            cut_frames.append(frame)
+    return sorted(chosen)

@@ -1,0 +1,191 @@
+"""The pipeline: video -> shots and keyframes -> shot embeddings -> boundary scores -> scenes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from scenecut.errors import UsageError
+from scenecut.result import SegmentResult, Settings, scenes_from_boundaries
+
+EMBED_BATCH = 32  # shots per encoder call; bounds the keyframes held in memory
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    detector: str = "adaptive"
+    detector_threshold: float | None = None
+    min_shot_seconds: float = 0.6
+    model: str = "classic"
+    threshold: float = 0.5
+    scenes: int | None = None
+    min_scene_seconds: float = 0.0
+
+    def check(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise UsageError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        if self.scenes is not None and self.scenes < 1:
+            raise UsageError(f"--scenes must be at least 1, got {self.scenes}")
+        if self.min_shot_seconds < 0 or self.min_scene_seconds < 0:
+            raise UsageError("minimum shot and scene lengths must not be negative")
+        if self.detector_threshold is not None and self.detector_threshold <= 0:
+            raise UsageError(
+                f"--detector-threshold must be positive, got {self.detector_threshold}"
+            )
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def segment(
+    path: str | Path,
+    options: SegmentOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    **overrides,
+) -> SegmentResult:
+    """Cut the video at ``path`` into scenes.
+
+    ``options`` (or keyword overrides of its fields, e.g. ``threshold=0.6``) choose the shot
+    detector, the model and how scores become scenes. ``progress(stage, done, total)`` reports
+    decoding progress.
+    """
+    import numpy as np
+
+    from scenecut.scoring import load_scorer, pick_boundaries
+    from scenecut.shots import detect_shots
+
+    options = options or SegmentOptions()
+    if overrides:
+        options = SegmentOptions(**{**options.__dict__, **overrides})
+    options.check()
+    scorer = load_scorer(options.model)
+
+    embeddings: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        if pending:
+            embeddings.append(scorer.embed(np.stack(pending)))
+            pending.clear()
+
+    def on_shot(item) -> None:
+        pending.append(item.images)
+        if len(pending) >= EMBED_BATCH:
+            flush()
+
+    def on_frames(done: int, total: int) -> None:
+        if progress:
+            progress("decode", done, total)
+
+    detection = detect_shots(
+        Path(path),
+        detector=options.detector,
+        threshold=options.detector_threshold,
+        min_shot_seconds=options.min_shot_seconds,
+        keyframe_height=scorer.keyframe_height,
+        on_shot=on_shot,
+        progress=on_frames,
+    )
+    flush()
+    video, shots = detection.video, detection.shots
+    scores = [float(s) for s in scorer.score(np.concatenate(embeddings))]
+    min_scene_frames = round(options.min_scene_seconds * video.fps)
+    boundaries = pick_boundaries(
+        scores,
+        [(s.start, s.end) for s in shots],
+        threshold=options.threshold,
+        scenes=options.scenes,
+        min_scene_frames=min_scene_frames,
+    )
+    settings = Settings(
+        detector=options.detector,
+        detector_threshold=options.detector_threshold,
+        min_shot_frames=round(options.min_shot_seconds * video.fps),
+        model=scorer.name,
+        threshold=options.threshold,
+        scenes=options.scenes,
+        min_scene_frames=min_scene_frames,
+    )
+    return SegmentResult(
+        video=video,
+        shots=shots,
+        boundary_scores=scores,
+        scenes=scenes_from_boundaries(shots, boundaries, scores),
+        settings=settings,
+        decoded_frames=detection.decoded_frames,
+    )
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    formats: list[str]
+    save_clips: bool = False
+    copy: bool = False
+    clip_template: str = "$VIDEO_NAME-Scene-$SCENE_NUMBER"
+    overwrite: bool = False
+    to_stdout: bool = False
+
+    def check(self) -> None:
+        from scenecut.export import WRITERS
+
+        unknown = [f for f in self.formats if f not in WRITERS]
+        if unknown:
+            raise UsageError(
+                f"unknown format {', '.join(unknown)}; choose from: {', '.join(WRITERS)}"
+            )
+        if not self.formats and not self.to_stdout:
+            raise UsageError("--format needs at least one format")
+        if self.copy and not self.save_clips:
+            raise UsageError("--copy only applies with --save-clips")
+
+
+@dataclass(frozen=True)
+class FilesResult:
+    result: SegmentResult
+    files: list[Path]
+    json: str = ""
+
+
+def segment_to_files(
+    path: str | Path,
+    options: SegmentOptions,
+    export: ExportOptions,
+    out_dir: Path,
+    *,
+    progress: Progress | None = None,
+) -> FilesResult:
+    """``segment`` one video, then write its scene lists and clips into ``out_dir``.
+
+    Existing outputs and an unwritable ``out_dir`` are reported before any decoding starts.
+    """
+    from scenecut import export as ex
+
+    path = Path(path)
+    if not export.to_stdout:
+        ex.check_writable(out_dir)
+        if not export.overwrite:
+            ex.refuse_existing(ex.result_paths(path, out_dir, export.formats))
+    result = segment(path, options, progress=progress)
+    files: list[Path] = []
+    text = ""
+    if export.to_stdout:
+        text = ex.to_json(result)
+    else:
+        files += ex.write_results(result, out_dir, export.formats, overwrite=export.overwrite)
+    if export.save_clips:
+
+        def on_clip(done: int, total: int) -> None:
+            if progress:
+                progress("clips", done, total)
+
+        files += ex.export_clips(
+            result,
+            out_dir,
+            template=export.clip_template,
+            copy=export.copy,
+            overwrite=export.overwrite,
+            progress=on_clip,
+        )
+    return FilesResult(result, files, text)

@@ -1,0 +1,270 @@
+"""Shot detection and keyframe collection in a single decode pass.
+
+This is the only module that imports PySceneDetect. Its detectors see small BGR frames (about
+256 px wide, as PySceneDetect's own auto-downscale does); keyframes are taken from the same decoded
+frames at the resolution the scorer asks for, so the file is decoded exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scenecut.errors import UsageError
+from scenecut.result import Shot, VideoInfo
+from scenecut.video import DecodedFrame, decode, scaled_size
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Detector name -> (PySceneDetect class name, name of its threshold argument, default threshold).
+DETECTORS: dict[str, tuple[str, str, float]] = {
+    "adaptive": ("AdaptiveDetector", "adaptive_threshold", 3.0),
+    "content": ("ContentDetector", "threshold", 27.0),
+    "threshold": ("ThresholdDetector", "threshold", 12.0),
+    "histogram": ("HistogramDetector", "threshold", 0.20),
+    "hash": ("HashDetector", "threshold", 0.35),
+}
+DETECTION_WIDTH = 256  # PySceneDetect's DEFAULT_MIN_WIDTH
+KEYFRAMES_PER_SHOT = 3
+_SAMPLES_PER_SHOT = 16  # bounded buffer of candidate middle keyframes per open shot
+
+
+@dataclass(frozen=True)
+class ShotKeyframes:
+    """A finished shot and its keyframes: ``images`` is ``[3, H, W, 3]`` uint8 RGB."""
+
+    shot: Shot
+    images: np.ndarray
+
+
+@dataclass(frozen=True)
+class ShotDetection:
+    video: VideoInfo
+    shots: list[Shot]
+    decoded_frames: int
+
+
+def make_detector(name: str, threshold: float | None, min_shot_frames: int):
+    """Build the PySceneDetect detector called ``name`` with our threshold override."""
+    if name not in DETECTORS:
+        raise UsageError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")
+    import scenedetect.detectors as sd
+
+    class_name, arg, default = DETECTORS[name]
+    kwargs = {arg: default if threshold is None else threshold, "min_scene_len": min_shot_frames}
+    return getattr(sd, class_name)(**kwargs)
+
+
+def detect_shots(
+    path: Path,
+    *,
+    detector: str = "adaptive",
+    threshold: float | None = None,
+    min_shot_seconds: float = 0.6,
+    keyframe_height: int = 128,
+    on_shot: Callable[[ShotKeyframes], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ShotDetection:
+    """Decode ``path`` once: detect shot cuts and hand each finished shot's keyframes to
+    ``on_shot`` (in shot order, as soon as the shot is known to be complete).
+
+    Keyframes follow MovieNet: the shot's first frame, its middle frame and its last frame. For
+    shots longer than the candidate buffer, the middle keyframe is the buffered frame nearest the
+    exact middle. ``progress(frames_done, frames_estimated)`` is called every few frames.
+    """
+    from scenedetect import FrameTimecode
+
+    probe, frames = decode(path)
+    min_frames = max(1, round(min_shot_seconds * probe.fps))
+    det = make_detector(detector, threshold, min_frames)
+    lag = int(det.event_buffer_length)
+    det_w, det_h = scaled_size(
+        probe.width, probe.height, _detection_height(probe.width, probe.height)
+    )
+    kf_w, kf_h = scaled_size(probe.width, probe.height, keyframe_height)
+    collector = _KeyframeCollector((kf_w, kf_h), probe.fps, on_shot)
+
+    ring: deque[DecodedFrame] = deque()
+    total = probe.frame_count_estimate
+    last: DecodedFrame | None = None
+    for item in frames:
+        last = item
+        image = item.frame.reformat(
+            width=det_w, height=det_h, format="bgr24", interpolation="BILINEAR"
+        ).to_ndarray()
+        for cut in det.process_frame(FrameTimecode(item.index, fps=probe.fps), image):
+            collector.add_cut(cut.frame_num)
+        ring.append(item)
+        # A cut at frame c arrives at most `lag` frames late; frame c - 1 must still be buffered
+        # then, so that the shot before the cut can be closed with its true last frame.
+        while len(ring) > lag + 2:
+            collector.push(ring.popleft())
+        if progress and item.index % 32 == 0:
+            progress(item.index + 1, max(total, item.index + 1))
+    assert last is not None  # decode() raises when there is no frame
+    frame_count = last.index + 1
+    for cut in det.post_process(FrameTimecode(last.index, fps=probe.fps)):
+        collector.add_cut(cut.frame_num)
+    while ring:
+        collector.push(ring.popleft())
+    shots = collector.finish(frame_count)
+    if progress:
+        progress(frame_count, frame_count)
+
+    end_time = last.time + _frame_duration(last, probe.fps, probe.time_base)
+    vfr = _is_vfr(collector.starts, probe.fps, frame_count, end_time)
+    times = {**collector.starts, frame_count: end_time} if vfr else {}
+    video = VideoInfo(
+        path=path,
+        fps=probe.fps,
+        frame_count=frame_count,
+        width=probe.width,
+        height=probe.height,
+        codec=probe.codec,
+        has_audio=probe.has_audio,
+        start_offset=collector.first_time_offset(probe.container_start, probe.time_base),
+        vfr=vfr,
+        frame_times=times,
+    )
+    return ShotDetection(video, shots, frame_count)
+
+
+def _detection_height(width: int, height: int) -> int:
+    from scenedetect.scene_manager import compute_downscale_factor
+
+    factor = compute_downscale_factor(width, DETECTION_WIDTH)
+    return max(2, round(height / factor))
+
+
+def _frame_duration(item: DecodedFrame, fps: Fraction, time_base: Fraction) -> Fraction:
+    duration = getattr(item.frame, "duration", None)
+    if duration:
+        return duration * time_base
+    return 1 / fps
+
+
+def _is_vfr(starts: dict[int, Fraction], fps: Fraction, frames: int, end: Fraction) -> bool:
+    """True when presentation times drift from ``index / fps`` by more than half a frame."""
+    half = 1 / (2 * fps)
+    checks = [*starts.items(), (frames, end)]
+    return any(abs(t - Fraction(i) / fps) > half for i, t in checks)
+
+
+class _KeyframeCollector:
+    """Receives frames after the detector can no longer place a cut before them.
+
+    Holds a bounded set of candidate keyframes for the open shot only, so memory does not grow
+    with the length of the video.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        fps: Fraction,
+        on_shot: Callable[[ShotKeyframes], None] | None,
+    ):
+        self.size = size
+        self.fps = fps
+        self.on_shot = on_shot
+        self.cuts: set[int] = set()
+        self.shots: list[Shot] = []
+        self.starts: dict[int, Fraction] = {}  # shot start frame -> presentation time
+        self._start = 0
+        self._stride = 1
+        self._samples: list[tuple[int, np.ndarray]] = []
+        self._last_pushed = -1
+        self._last_item: DecodedFrame | None = None
+        self._first_pts_time: Fraction | None = None
+
+    def add_cut(self, frame: int) -> None:
+        if frame <= 0 or frame in self.cuts:
+            return
+        self.cuts.add(frame)
+        if frame - 1 <= self._last_pushed:
+            self._late_cut(frame)
+
+    def push(self, item: DecodedFrame) -> None:
+        j = item.index
+        self._last_pushed = j
+        self._last_item = item
+        if j == 0:
+            pts = item.frame.pts
+            tb = item.frame.time_base
+            self._first_pts_time = Fraction(pts or 0) * Fraction(tb) if tb else Fraction(0)
+        if j == 0 or j in self.cuts:
+            self._start = j
+            self._stride = 1
+            self._samples = []
+            self.starts[j] = item.time
+        if (j - self._start) % self._stride == 0:
+            self._samples.append((j, self._image(item)))
+            if len(self._samples) > _SAMPLES_PER_SHOT:
+                double = 2 * self._stride
+                self._samples = [
+                    (i, im) for i, im in self._samples if (i - self._start) % double == 0
+                ]
+                self._stride = double
+        if j + 1 in self.cuts:
+            if self._samples[-1][0] != j:
+                self._samples.append((j, self._image(item)))
+            self._close(j + 1)
+
+    def finish(self, frame_count: int) -> list[Shot]:
+        if self._samples:
+            if self._samples[-1][0] != frame_count - 1:
+                self._samples.append((frame_count - 1, self._image(self._last_item)))
+            self._close(frame_count)
+        return self.shots
+
+    def first_time_offset(self, container_start: Fraction, time_base: Fraction) -> Fraction:
+        first = self._first_pts_time if self._first_pts_time is not None else container_start
+        return max(Fraction(0), first - container_start)
+
+    def _image(self, item: DecodedFrame) -> np.ndarray:
+        w, h = self.size
+        return item.frame.reformat(
+            width=w, height=h, format="rgb24", interpolation="AREA"
+        ).to_ndarray()
+
+    def _close(self, end: int) -> None:
+        """Emit the open shot ``[start, end)`` with its first, middle and last candidates."""
+        import numpy as np
+
+        start = self._start
+        middle = start + (end - 1 - start) // 2
+        first_kf = self._samples[0]
+        last_kf = self._samples[-1]
+        mid_kf = min(self._samples, key=lambda s: (abs(s[0] - middle), s[0]))
+        chosen = (first_kf, mid_kf, last_kf)
+        shot = Shot(len(self.shots), start, end, tuple(i for i, _ in chosen))
+        self.shots.append(shot)
+        if self.on_shot:
+            self.on_shot(ShotKeyframes(shot, np.stack([im for _, im in chosen])))
+        self._samples = []
+
+    def _late_cut(self, frame: int) -> None:
+        """A cut reported after its frame left the buffer (e.g. the threshold detector placing a
+        cut in the middle of a long fade): split the open shot's candidates at the cut."""
+        if frame <= self._start:
+            log.debug("ignoring a cut at frame %d inside an already finished shot", frame)
+            return
+        before = [s for s in self._samples if s[0] < frame]
+        after = [s for s in self._samples if s[0] >= frame]
+        if not before:
+            log.debug("cut at frame %d has no buffered keyframe before it; ignored", frame)
+            self.cuts.discard(frame)
+            return
+        self._samples = before
+        self._close(frame)
+        self._start = frame
+        self._stride = 1
+        self._samples = after
+        self.starts[frame] = Fraction(frame) / self.fps
