@@ -5,22 +5,11 @@
 >>> [(s.start, s.end) for s in result.scenes]
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:
-    from scenecut.segment import segment
+# segment.py keeps its heavy imports (torch, av, scenedetect) inside functions, so importing it
+# here is cheap and `scenecut --help` stays fast. Binding the function after the submodule import
+# keeps `scenecut.segment` the function, not the module.
+from scenecut.segment import SegmentOptions, segment
 
-__all__ = ["__version__", "segment"]
-
-
-def __getattr__(name: str):
-    # Keep `import scenecut` (and so `scenecut --help`) free of heavy imports.
-    if name == "segment":
-        from scenecut.segment import segment
-
-        return segment
-    raise AttributeError(name)
+__all__ = ["SegmentOptions", "__version__", "segment"]

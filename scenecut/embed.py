@@ -61,7 +61,7 @@ def _informativeness(rgb: np.ndarray) -> float:
     brightness = min(1.0, float(luma.mean()) / 0.1)
     background = np.median(rgb.reshape(-1, 3), axis=0)
     flat = float((np.abs(rgb - background).max(axis=2) < 0.06).mean())
-    busy = min(1.0, max(0.0, (1.0 - flat) / 0.5))
+    busy = min(1.0, max(0.0, (0.985 - flat) / 0.3))
     return 1e-3 + brightness * busy
 
 

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 # How far (in shots) a link may reach across a gap, and how much a link loses per extra shot.
+# Tuned together with the link calibration below on synthetic films (tests/bench) and the
+# real clips of ../shared/media, judged on contact sheets.
 LINK_REACH = 3
-LINK_DECAY = 0.1
+LINK_DECAY = 0.2
 
 
 class Scorer(Protocol):
