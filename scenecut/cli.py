@@ -135,8 +135,10 @@ def segment(
             with _progress(console, quiet, Path(path).name) as progress:
                 done = segment_to_files(path, options, export, out_dir, progress=progress)
         except ScenecutError as exc:
+            if os.environ.get("SCENECUT_DEBUG") == "1":
+                raise
             failures += 1
-            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            _error(console, str(exc))
             continue
         if stdout:
             sys.stdout.write(done.json)
@@ -232,34 +234,42 @@ def _scene_table(console, result) -> None:
     console.print(table)
 
 
+def _error(console, message: str) -> None:
+    """One line on stderr; the message is printed as is (paths may contain [brackets])."""
+    from rich.text import Text
+
+    console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry: one red line and an exit code for expected errors."""
-    import click
-
     debug = os.environ.get("SCENECUT_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns the exit code of typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
     except ScenecutError as exc:
         if debug:
             raise
-        _stderr().print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        _error(_stderr(), str(exc))
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except typer.TyperException as exc:  # click's usage errors, as Typer re-exports them
         if debug:
             raise
-        _stderr().print(f"[red]error:[/red] {exc.format_message()}", soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _error(_stderr(), message)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (KeyboardInterrupt, typer.Abort):
         _stderr().print("[red]interrupted[/red]")
         sys.exit(130)
     except Exception as exc:
         if debug:
             raise
-        _stderr().print(
-            f"[red]error:[/red] {type(exc).__name__}: {exc} "
+        _error(
+            _stderr(),
+            f"{type(exc).__name__}: {exc} "
             "(this is a bug; set SCENECUT_DEBUG=1 for the traceback and please report it)",
-            soft_wrap=True,
         )
         sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)

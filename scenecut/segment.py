@@ -23,6 +23,12 @@ class SegmentOptions:
     min_scene_seconds: float = 0.0
 
     def check(self) -> None:
+        from scenecut.shots import DETECTORS
+
+        if self.detector not in DETECTORS:
+            raise UsageError(
+                f"unknown detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}"
+            )
         if not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"--threshold must be between 0 and 1, got {self.threshold}")
         if self.scenes is not None and self.scenes < 1:

@@ -86,30 +86,30 @@ def detect_shots(
     min_frames = max(1, round(min_shot_seconds * probe.fps))
     det = make_detector(detector, threshold, min_frames)
     lag = int(det.event_buffer_length)
-    det_w, det_h = scaled_size(
-        probe.width, probe.height, _detection_height(probe.width, probe.height)
-    )
+    det_w, det_h = _detection_size(probe.width, probe.height)
     kf_w, kf_h = scaled_size(probe.width, probe.height, keyframe_height)
     collector = _KeyframeCollector((kf_w, kf_h), probe.fps, on_shot)
 
-    ring: deque[DecodedFrame] = deque()
+    ring: deque[_Frame] = deque()
     total = probe.frame_count_estimate
     last: DecodedFrame | None = None
+    first_pts: Fraction | None = None
     for item in frames:
         last = item
-        image = item.frame.reformat(
-            width=det_w, height=det_h, format="bgr24", interpolation="BILINEAR"
-        ).to_ndarray()
+        if first_pts is None:
+            first_pts = Fraction(item.frame.pts or 0) * probe.time_base
+        frame = _Frame(item.index, item.time, _i420(item.frame))
+        image = frame.detection_image(det_w, det_h)
         for cut in det.process_frame(FrameTimecode(item.index, fps=probe.fps), image):
             collector.add_cut(cut.frame_num)
-        ring.append(item)
+        ring.append(frame)
         # A cut at frame c arrives at most `lag` frames late; frame c - 1 must still be buffered
         # then, so that the shot before the cut can be closed with its true last frame.
         while len(ring) > lag + 2:
             collector.push(ring.popleft())
         if progress and item.index % 32 == 0:
             progress(item.index + 1, max(total, item.index + 1))
-    assert last is not None  # decode() raises when there is no frame
+    assert last is not None and first_pts is not None  # decode() raises when there is no frame
     frame_count = last.index + 1
     for cut in det.post_process(FrameTimecode(last.index, fps=probe.fps)):
         collector.add_cut(cut.frame_num)
@@ -130,18 +130,66 @@ def detect_shots(
         height=probe.height,
         codec=probe.codec,
         has_audio=probe.has_audio,
-        start_offset=collector.first_time_offset(probe.container_start, probe.time_base),
+        start_offset=max(Fraction(0), first_pts - probe.container_start),
         vfr=vfr,
         frame_times=times,
     )
     return ShotDetection(video, shots, frame_count)
 
 
-def _detection_height(width: int, height: int) -> int:
+@dataclass
+class _Frame:
+    """A decoded frame reduced to what detection and keyframes need: its planar YUV 4:2:0
+    pixels (``[H * 3 / 2, W]`` uint8), so the decoder's own frame can be released at once."""
+
+    index: int
+    time: Fraction
+    i420: np.ndarray
+
+    def detection_image(self, width: int, height: int) -> np.ndarray:
+        """BGR at ``width`` x ``height``, made exactly as PySceneDetect makes its frames
+        (full-size BGR, then bilinear resize), so its detectors' thresholds keep their meaning."""
+        import cv2
+
+        bgr = cv2.cvtColor(self.i420, cv2.COLOR_YUV2BGR_I420)
+        return cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    def keyframe(self, width: int, height: int) -> np.ndarray:
+        """RGB at ``width`` x ``height`` (both even), pixel-averaged."""
+        import cv2
+        import numpy as np
+
+        h = self.i420.shape[0] * 2 // 3
+        w = self.i420.shape[1]
+        y = self.i420[:h]
+        u = self.i420[h : h + h // 4].reshape(h // 2, w // 2)
+        v = self.i420[h + h // 4 :].reshape(h // 2, w // 2)
+        # Shrinking the planes before colour conversion is 4-5x cheaper than swscale to RGB.
+        interp = cv2.INTER_AREA
+        small = np.concatenate(
+            [
+                cv2.resize(y, (width, height), interpolation=interp),
+                cv2.resize(u, (width // 2, height // 2), interpolation=interp).reshape(-1, width),
+                cv2.resize(v, (width // 2, height // 2), interpolation=interp).reshape(-1, width),
+            ]
+        )
+        return cv2.cvtColor(small, cv2.COLOR_YUV2RGB_I420)
+
+
+def _i420(frame) -> np.ndarray:
+    """Planar YUV 4:2:0 pixels of a PyAV frame; other pixel formats are converted first."""
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        return frame.to_ndarray()
+    w, h = frame.width - frame.width % 2 or 2, frame.height - frame.height % 2 or 2
+    return frame.reformat(width=w, height=h, format="yuv420p").to_ndarray()
+
+
+def _detection_size(width: int, height: int) -> tuple[int, int]:
+    """PySceneDetect's auto-downscale size (about 256 px wide)."""
     from scenedetect.scene_manager import compute_downscale_factor
 
     factor = compute_downscale_factor(width, DETECTION_WIDTH)
-    return max(2, round(height / factor))
+    return max(1, round(width / factor)), max(1, round(height / factor))
 
 
 def _frame_duration(item: DecodedFrame, fps: Fraction, time_base: Fraction) -> Fraction:
@@ -179,10 +227,11 @@ class _KeyframeCollector:
         self.starts: dict[int, Fraction] = {}  # shot start frame -> presentation time
         self._start = 0
         self._stride = 1
-        self._samples: list[tuple[int, np.ndarray]] = []
+        # Candidate keyframes of the open shot, kept as decoded frames; only the three chosen
+        # ones are scaled when the shot closes.
+        self._samples: list[tuple[int, _Frame]] = []
         self._last_pushed = -1
-        self._last_item: DecodedFrame | None = None
-        self._first_pts_time: Fraction | None = None
+        self._last_item: _Frame | None = None
 
     def add_cut(self, frame: int) -> None:
         if frame <= 0 or frame in self.cuts:
@@ -191,21 +240,17 @@ class _KeyframeCollector:
         if frame - 1 <= self._last_pushed:
             self._late_cut(frame)
 
-    def push(self, item: DecodedFrame) -> None:
+    def push(self, item: _Frame) -> None:
         j = item.index
         self._last_pushed = j
         self._last_item = item
-        if j == 0:
-            pts = item.frame.pts
-            tb = item.frame.time_base
-            self._first_pts_time = Fraction(pts or 0) * Fraction(tb) if tb else Fraction(0)
         if j == 0 or j in self.cuts:
             self._start = j
             self._stride = 1
             self._samples = []
             self.starts[j] = item.time
         if (j - self._start) % self._stride == 0:
-            self._samples.append((j, self._image(item)))
+            self._samples.append((j, item))
             if len(self._samples) > _SAMPLES_PER_SHOT:
                 double = 2 * self._stride
                 self._samples = [
@@ -214,25 +259,15 @@ class _KeyframeCollector:
                 self._stride = double
         if j + 1 in self.cuts:
             if self._samples[-1][0] != j:
-                self._samples.append((j, self._image(item)))
+                self._samples.append((j, item))
             self._close(j + 1)
 
     def finish(self, frame_count: int) -> list[Shot]:
         if self._samples:
             if self._samples[-1][0] != frame_count - 1:
-                self._samples.append((frame_count - 1, self._image(self._last_item)))
+                self._samples.append((frame_count - 1, self._last_item))
             self._close(frame_count)
         return self.shots
-
-    def first_time_offset(self, container_start: Fraction, time_base: Fraction) -> Fraction:
-        first = self._first_pts_time if self._first_pts_time is not None else container_start
-        return max(Fraction(0), first - container_start)
-
-    def _image(self, item: DecodedFrame) -> np.ndarray:
-        w, h = self.size
-        return item.frame.reformat(
-            width=w, height=h, format="rgb24", interpolation="AREA"
-        ).to_ndarray()
 
     def _close(self, end: int) -> None:
         """Emit the open shot ``[start, end)`` with its first, middle and last candidates."""
@@ -247,7 +282,8 @@ class _KeyframeCollector:
         shot = Shot(len(self.shots), start, end, tuple(i for i, _ in chosen))
         self.shots.append(shot)
         if self.on_shot:
-            self.on_shot(ShotKeyframes(shot, np.stack([im for _, im in chosen])))
+            images = np.stack([frame.keyframe(*self.size) for _, frame in chosen])
+            self.on_shot(ShotKeyframes(shot, images))
         self._samples = []
 
     def _late_cut(self, frame: int) -> None:

@@ -1,0 +1,288 @@
+"""Benchmark `scenecut segment` against PySceneDetect's `scenedetect detect-adaptive`.
+
+    python bench/bench_segment.py [--quick] [--runs 3] [--json OUT]
+
+Both commands run on each input in the same invocation, alternating, ``--runs`` times each. The
+table on stdout shows median wall times and their ratio, scenecut's decoded frames against the
+video's frame count, and shot and scene counts; raw numbers and a machine description go to
+``bench/results/segment.json``. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CACHE = RESULTS / "cache"
+DEMO = ROOT / "assets" / "sintel_trailer_480x204.mp4"
+SHARED_MEDIA = ROOT.parent / "shared" / "media"
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v"}
+LONG_FILM = {"minutes": 10.0, "width": 1280, "height": 720, "fps": 24, "seed": 0}
+
+
+@dataclass
+class Runs:
+    """Wall times of one command on one input, and what its output said."""
+
+    command: list[str]
+    seconds: list[float] = field(default_factory=list)
+    error: str | None = None  # the first failure's message; failed runs record no time
+    shots: int | None = None
+    scenes: int | None = None
+    decoded_frames: int | None = None
+    frame_count: int | None = None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.seconds) if self.seconds else None
+
+
+@dataclass
+class InputResult:
+    name: str
+    path: str
+    bytes: int
+    scenecut: Runs
+    scenedetect: Runs
+    truth: dict | None = None  # shot and scene counts of a synthetic film
+
+    @property
+    def ratio(self) -> float | None:
+        a, b = self.scenecut.median, self.scenedetect.median
+        return a / b if a is not None and b else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 run each; skip the long film")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each command per input")
+    parser.add_argument("--json", type=Path, default=RESULTS / "segment.json", help="raw results")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per command run")
+    args = parser.parse_args(argv)
+    runs = 1 if args.quick else args.runs
+
+    scenecut = Path(sys.executable).parent / "scenecut"
+    scenedetect = Path(sys.executable).parent / "scenedetect"
+    inputs: list[tuple[Path, dict | None]] = [(DEMO, None)]
+    film_info: dict | None = None
+    if not args.quick:
+        film, truth, film_info = long_film()
+        inputs.append((film, truth))
+    if SHARED_MEDIA.is_dir():
+        inputs += [(p, None) for p in sorted(SHARED_MEDIA.iterdir()) if is_video(p)]
+
+    results: list[InputResult] = []
+    seen: set[str] = set()
+    for path, truth in inputs:
+        digest = sha256(path)
+        if digest in seen:  # the demo clip is also in the shared media
+            continue
+        seen.add(digest)
+        say(f"{path.name}: {runs} run(s) of each command")
+        results.append(bench_input(path, truth, scenecut, scenedetect, runs, args.timeout))
+
+    print(table(results, runs), flush=True)
+    report = {
+        "machine": machine(),
+        "settings": {"runs": runs, "quick": args.quick, "timeout_s": args.timeout},
+        "long_film": film_info,
+        "inputs": [as_json(r) for r in results],
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_name(args.json.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, args.json)
+    say(f"wrote {args.json}")
+    return 0
+
+
+def as_json(result: InputResult) -> dict:
+    doc = asdict(result)
+    doc["scenecut"]["median_s"] = result.scenecut.median
+    doc["scenedetect"]["median_s"] = result.scenedetect.median
+    doc["ratio"] = result.ratio
+    return doc
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def is_video(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def long_film() -> tuple[Path, dict, dict]:
+    """The cached benchmark film (made on first use), its truth counts and how it was made."""
+    sys.path.insert(0, str(ROOT))
+    from scenecut.synth import FilmTruth, long_film_spec, make_film, plan_film
+
+    p = LONG_FILM
+    name = f"long_{p['minutes']:g}min_{p['width']}x{p['height']}_{p['fps']}fps_seed{p['seed']}"
+    path = CACHE / f"{name}.mp4"
+    truth_file = path.with_suffix(".truth.json")
+    spec = long_film_spec(**p)
+    expected = plan_film(spec, path)
+    info: dict = {**p, "path": str(path), "cached": True, "generate_s": None}
+    cached = path.exists() and truth_file.exists()
+    if cached and FilmTruth.from_json(truth_file.read_text()) == expected:
+        say(f"using cached {path.relative_to(ROOT)}")
+    else:
+        say(f"generating {path.relative_to(ROOT)} (once; about a minute or two)")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        truth = make_film(path, spec)
+        info.update(cached=False, generate_s=round(time.perf_counter() - start, 2))
+        truth_file.write_text(truth.to_json())
+    info["bytes"] = path.stat().st_size
+    counts = {
+        "frames": expected.frame_count,
+        "shots": len(expected.shot_starts),
+        "scenes": len(expected.scene_starts),
+        "places": len(set(expected.place_of_scene)),
+    }
+    return path, counts, info
+
+
+def bench_input(
+    path: Path, truth: dict | None, scenecut: Path, scenedetect: Path, runs: int, timeout: float
+) -> InputResult:
+    with tempfile.TemporaryDirectory(prefix="scenecut-bench-") as tmp:
+        sc_out, sd_out = Path(tmp) / "scenecut", Path(tmp) / "scenedetect"
+        sc = Runs(
+            [str(scenecut), "segment", str(path), "-o", str(sc_out), "--overwrite", "--quiet"]
+        )
+        detect = ["detect-adaptive", "list-scenes", "--skip-cuts"]
+        sd = Runs([str(scenedetect), "-i", str(path), "-q", "-o", str(sd_out), *detect])
+        for i in range(runs):
+            # Alternate which command goes first, so neither always meets a warm page cache.
+            for runs_of in (sc, sd) if i % 2 == 0 else (sd, sc):
+                shutil.rmtree(sc_out if runs_of is sc else sd_out, ignore_errors=True)
+                timed_run(runs_of, timeout)
+        read_scenecut(sc, sc_out / f"{path.stem}.scenes.json")
+        read_scenedetect(sd, sd_out / f"{path.stem}-Scenes.csv")
+    return InputResult(path.name, str(path), path.stat().st_size, sc, sd, truth)
+
+
+def timed_run(runs: Runs, timeout: float) -> None:
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(runs.command, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        runs.error = runs.error or f"{type(exc).__name__}: {exc}"
+        return
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        runs.error = runs.error or f"exit {proc.returncode}: {lines[-1] if lines else ''}"
+        return
+    runs.seconds.append(round(elapsed, 3))
+
+
+def read_scenecut(runs: Runs, result: Path) -> None:
+    if not runs.seconds:
+        return
+    try:
+        doc = json.loads(result.read_text())
+        runs.shots, runs.scenes = len(doc["shots"]), len(doc["scenes"])
+        runs.decoded_frames, runs.frame_count = doc["decoded_frames"], doc["video"]["frame_count"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        runs.error = runs.error or f"unreadable {result.name}: {exc}"
+
+
+def read_scenedetect(runs: Runs, scene_list: Path) -> None:
+    if not runs.seconds:
+        return
+    try:
+        rows = scene_list.read_text().strip().splitlines()
+    except OSError as exc:
+        runs.error = runs.error or f"no scene list: {exc}"
+        return
+    runs.shots = max(0, len(rows) - 1)  # the header row; with no cut, no rows at all
+
+
+def machine() -> dict:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["torch"] = None
+    for module in ("scenedetect", "av", "numpy"):
+        try:
+            info[module] = __import__(module).__version__
+        except (ImportError, AttributeError):
+            info[module] = None
+    return info
+
+
+def table(results: list[InputResult], runs: int) -> str:
+    def num(x: float | int | None, fmt: str = "{}") -> str:
+        return "-" if x is None else fmt.format(x)
+
+    header = ["input", "scenecut s", "scenedetect s", "ratio", "decoded/frames", "shots (sd)"]
+    header += ["scenes", "truth shots/scenes"]
+    rows = [header]
+    errors = []
+    for r in results:
+        sc, sd = r.scenecut, r.scenedetect
+        decoded = "-" if sc.decoded_frames is None else f"{sc.decoded_frames}/{sc.frame_count}"
+        truth = f"{r.truth['shots']}/{r.truth['scenes']}" if r.truth else "-"
+        rows.append(
+            [
+                r.name,
+                "error" if sc.error and not sc.seconds else num(sc.median, "{:.2f}"),
+                "error" if sd.error and not sd.seconds else num(sd.median, "{:.2f}"),
+                num(r.ratio, "{:.2f}"),
+                decoded,
+                f"{num(sc.shots)} ({num(sd.shots)})",
+                num(sc.scenes),
+                truth,
+            ]
+        )
+        errors += [f"{r.name}: {n}: {x.error}" for n, x in (("scenecut", sc), ("scenedetect", sd))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"median of {runs} run(s); ratio = scenecut / scenedetect wall time")
+    lines += [e for e in errors if not e.endswith(": None")]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,707 @@
+"""Synthetic films with known shots and scenes, for tests and benchmarks.
+
+A film is a run of scenes. Each scene happens in one *place*: a procedural panorama (three frames
+wide and high) with its own palette and layout. Each shot frames part of that panorama (zoom
+1-2x) and pans slowly across it; with ``reverse_shot`` a scene alternates two or three fixed
+camera angles, as a dialogue does. Cuts are hard, except the optional fades between scenes.
+
+Frames are rendered with numpy straight into YUV 4:2:0 and piped to ffmpeg (libx264), one shot at
+a time, so memory stays bounded however long the film is. Keyframes come every ``gop`` frames
+only (x264's own scene-cut keyframes are off), so most cuts do not fall on a keyframe.
+
+Everything is drawn from ``FilmSpec.seed``: the same spec gives the same truth and, with the same
+ffmpeg, the same file.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from scenecut.errors import OutputError, UsageError
+from scenecut.video import ffmpeg_exe
+
+log = logging.getLogger(__name__)
+
+# Bumped whenever the same spec would render different pictures; kept in the truth, so caches of
+# generated films can tell they are stale.
+GENERATOR_VERSION = 1
+
+PANORAMA_SCALE = 3  # a place's panorama is this many frames wide and high
+AUDIO_RATE = 16_000
+_THUMB = (3 * 64, 3 * 36)  # panorama size on which framings are chosen
+
+Progress = Callable[[int, int], None]  # (frames written, total frames)
+
+
+@dataclass(frozen=True)
+class FilmSpec:
+    """What to generate. Ranges are inclusive ``(min, max)``; everything random comes from seed."""
+
+    seed: int = 0
+    n_scenes: int = 4
+    shots_per_scene: tuple[int, int] = (2, 4)
+    shot_frames: tuple[int, int] = (20, 40)
+    # When set, scenes are added until the film is exactly this long and n_scenes is ignored.
+    total_frames: int | None = None
+    width: int = 160
+    height: int = 96
+    fps: Fraction | int = 25
+    reverse_shot: bool = True  # alternate 2-3 fixed camera angles within a scene
+    revisit: bool = False  # some later scenes return to an earlier (not the previous) place
+    fades: bool = False  # about a third of the scene changes fade through black (>= 1)
+    objects: bool = True  # about half the shots have a small moving disc
+    audio: bool = False  # an AAC track whose tone changes with the place
+    crf: int = 23
+    preset: str = "veryfast"
+    gop: int | None = None  # keyframe interval in frames [default: 2 s]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fps", Fraction(self.fps))
+        object.__setattr__(self, "shots_per_scene", tuple(self.shots_per_scene))
+        object.__setattr__(self, "shot_frames", tuple(self.shot_frames))
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``UsageError`` for values that cannot make a film."""
+        if self.width < 16 or self.height < 16 or self.width % 2 or self.height % 2:
+            raise UsageError(f"film size {self.width}x{self.height}: use even sizes >= 16")
+        if self.fps <= 0:
+            raise UsageError(f"fps {self.fps}: must be positive")
+        if self.seed < 0:
+            raise UsageError(f"seed {self.seed}: must be >= 0")
+        lo, hi = self.shots_per_scene
+        if not 1 <= lo <= hi:
+            raise UsageError(f"shots_per_scene {self.shots_per_scene}: need 1 <= min <= max")
+        lo, hi = self.shot_frames
+        if not 2 <= lo <= hi:
+            raise UsageError(f"shot_frames {self.shot_frames}: need 2 <= min <= max")
+        if self.total_frames is None and self.n_scenes < 1:
+            raise UsageError(f"n_scenes {self.n_scenes}: must be >= 1")
+        if self.total_frames is not None and self.total_frames < 1:
+            raise UsageError(f"total_frames {self.total_frames}: must be >= 1")
+
+    @property
+    def keyframe_interval(self) -> int:
+        return self.gop or max(1, round(2 * self.fps))
+
+
+@dataclass
+class FilmTruth:
+    """The known structure of a generated film. Frames are 0-based; ranges are half-open.
+
+    ``shot_starts[i]`` is the first frame of shot ``i``; a scene starts with its first shot.
+    A fade between scenes covers ``fades[k] = (first, end)``: the outgoing shot darkens to a black
+    last frame, the incoming shot starts on a black frame and brightens; the truth cut is the
+    incoming shot's first frame, the second of the two black frames.
+    """
+
+    path: Path
+    fps: Fraction
+    width: int
+    height: int
+    frame_count: int
+    shot_starts: list[int]
+    shot_scene: list[int]  # scene index of each shot
+    shot_angle: list[int]  # camera angle of each shot, numbered within its scene
+    place_of_scene: list[int]  # place index of each scene, numbered by first appearance
+    fades: list[tuple[int, int]]
+    seed: int
+    generator_version: int = GENERATOR_VERSION
+
+    @property
+    def scene_starts(self) -> list[int]:
+        return [s for i, s in enumerate(self.shot_starts) if i == 0 or self._new_scene(i)]
+
+    @property
+    def shot_cuts(self) -> list[int]:
+        """First frames of every shot but the first: what a shot detector should find."""
+        return self.shot_starts[1:]
+
+    def scene_gaps(self) -> list[int]:
+        """Scene boundaries as shot-gap indices: gap ``i`` lies between shot ``i`` and ``i + 1``."""
+        return [i - 1 for i in range(1, len(self.shot_starts)) if self._new_scene(i)]
+
+    def shot_ranges(self) -> list[tuple[int, int]]:
+        return list(zip(self.shot_starts, [*self.shot_starts[1:], self.frame_count], strict=True))
+
+    def scene_ranges(self) -> list[tuple[int, int]]:
+        starts = self.scene_starts
+        return list(zip(starts, [*starts[1:], self.frame_count], strict=True))
+
+    def _new_scene(self, shot: int) -> bool:
+        return self.shot_scene[shot] != self.shot_scene[shot - 1]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["path"] = str(self.path)
+        d["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
+        d["fades"] = [list(f) for f in self.fades]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FilmTruth:
+        d = dict(d)
+        d["path"] = Path(d["path"])
+        d["fps"] = Fraction(d["fps"])
+        d["fades"] = [tuple(f) for f in d["fades"]]
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> FilmTruth:
+        return cls.from_dict(json.loads(text))
+
+
+# --- planning (pure: the spec alone decides every shot) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class _Shot:
+    start: int
+    length: int
+    scene: int
+    place: int
+    angle: int
+    box: tuple[float, float, float, float]  # panorama region (x, y, w, h) the pan sweeps over
+    pan: tuple[int, int]  # frame pixels (even) the view moves over the shot; sign = direction
+    gain: float  # luma gain around black
+    tint: tuple[float, float]  # added to Cb, Cr
+    disc: tuple[int, int, int, int, int] | None  # radius, x0, y0, x1, y1 in frame pixels (even)
+    fade_in: int = 0  # frames at the start rising from black
+    fade_out: int = 0  # frames at the end falling to black
+
+
+def plan_film(spec: FilmSpec, path: Path | str = "") -> FilmTruth:
+    """The truth ``make_film`` would produce for ``spec``, without rendering anything."""
+    return _truth(spec, Path(path), _plan(spec))
+
+
+def _truth(spec: FilmSpec, path: Path, shots: list[_Shot]) -> FilmTruth:
+    places: list[int] = []
+    for s in shots:
+        if s.scene == len(places):
+            places.append(s.place)
+    fades = [
+        (s.start - prev.fade_out, s.start + s.fade_in)
+        for prev, s in itertools.pairwise(shots)
+        if s.fade_in
+    ]
+    return FilmTruth(
+        path=path,
+        fps=Fraction(spec.fps),
+        width=spec.width,
+        height=spec.height,
+        frame_count=shots[-1].start + shots[-1].length,
+        shot_starts=[s.start for s in shots],
+        shot_scene=[s.scene for s in shots],
+        shot_angle=[s.angle for s in shots],
+        place_of_scene=places,
+        fades=fades,
+        seed=spec.seed,
+    )
+
+
+def _plan(spec: FilmSpec) -> list[_Shot]:
+    rng = np.random.default_rng([spec.seed, 0])
+    lengths = _scene_lengths(spec, rng)
+    places = _places(len(lengths), spec.revisit, rng)
+    fade_at = _fade_boundaries(len(lengths), spec.fades, rng)
+    fade_len = max(2, round(spec.fps / 2))
+    w, h = spec.width, spec.height
+    shots: list[_Shot] = []
+    thumbs: dict[int, np.ndarray] = {}
+    start = 0
+    for scene, scene_lengths in enumerate(lengths):
+        angles = _angle_sequence(len(scene_lengths), spec.reverse_shot, rng)
+        if places[scene] not in thumbs:
+            thumbs[places[scene]] = _panorama(spec.seed, places[scene], *_THUMB)
+        framings = _framings(max(angles) + 1, thumbs[places[scene]], rng)
+        for k, n in enumerate(scene_lengths):
+            fx, fy, fw, fh = framings[angles[k]]
+            # Pan at most W/200 px a frame and 12% of the width over the shot: far too smooth
+            # for a shot detector to see a cut.
+            dist = min(rng.uniform(0.03, 0.12) * w, n * w / 200)
+            theta = rng.uniform(0, 2 * np.pi)
+            dx = _even(dist * np.cos(theta))
+            dy = _even(dist * np.sin(theta) * 0.5)
+            # The box the pan sweeps: the framing grown by the pan, shifted back inside.
+            bw, bh = fw * (1 + abs(dx) / w), fh * (1 + abs(dy) / h)
+            bx = min(max(fx - (bw - fw) / 2, 0.0), 1.0 - bw)
+            by = min(max(fy - (bh - fh) / 2, 0.0), 1.0 - bh)
+            disc = None
+            if spec.objects and rng.random() < 0.5:
+                r = max(2, _even(h * rng.uniform(0.05, 0.1)))
+                travel = min(n * w / 150, w / 2)
+                x0 = _even(rng.uniform(0, w - 2 * r))
+                y0 = _even(rng.uniform(0, h - 2 * r))
+                x1 = _even(np.clip(x0 + rng.uniform(-travel, travel), 0, w - 2 * r))
+                y1 = _even(np.clip(y0 + rng.uniform(-travel, travel) / 2, 0, h - 2 * r))
+                disc = (r, x0, y0, x1, y1)
+            fade_in = fade_len - fade_len // 2 if k == 0 and scene in fade_at else 0
+            fade_out = fade_len // 2 if k == len(scene_lengths) - 1 and scene + 1 in fade_at else 0
+            shots.append(
+                _Shot(
+                    start=start,
+                    length=n,
+                    scene=scene,
+                    place=places[scene],
+                    angle=angles[k],
+                    box=(bx, by, bw, bh),
+                    pan=(dx, dy),
+                    gain=rng.uniform(0.92, 1.08),
+                    tint=(rng.uniform(-4, 4), rng.uniform(-4, 4)),
+                    disc=disc,
+                    fade_in=min(fade_in, n),
+                    fade_out=min(fade_out, n - min(fade_in, n)),
+                )
+            )
+            start += n
+    return shots
+
+
+def _even(x: float) -> int:
+    return 2 * round(float(x) / 2)
+
+
+def _scene_lengths(spec: FilmSpec, rng: np.random.Generator) -> list[list[int]]:
+    lo, hi = spec.shot_frames
+    scenes: list[list[int]] = []
+    total = 0
+    while True:
+        if spec.total_frames is None and len(scenes) == spec.n_scenes:
+            return scenes
+        scene: list[int] = []
+        for _ in range(int(rng.integers(spec.shots_per_scene[0], spec.shots_per_scene[1] + 1))):
+            n = int(rng.integers(lo, hi + 1))
+            if spec.total_frames is not None:
+                left = spec.total_frames - total
+                if left - n < lo:  # too little would be left for another shot: take it all
+                    n = left
+            scene.append(n)
+            total += n
+            if total == spec.total_frames:
+                scenes.append(scene)
+                return scenes
+        scenes.append(scene)
+
+
+def _places(n_scenes: int, revisit: bool, rng: np.random.Generator) -> list[int]:
+    """Place of each scene: a new one, or with ``revisit`` sometimes an earlier non-adjacent one."""
+    forced = int(rng.integers(2, n_scenes)) if revisit and n_scenes >= 3 else -1
+    places: list[int] = []
+    for s in range(n_scenes):
+        earlier = sorted({p for p in places[: max(0, s - 1)] if p != places[s - 1]})
+        if earlier and (s == forced or rng.random() < 1 / 3):
+            places.append(int(rng.choice(earlier)))
+        else:
+            places.append(max(places, default=-1) + 1)
+    return places
+
+
+def _fade_boundaries(n_scenes: int, fades: bool, rng: np.random.Generator) -> set[int]:
+    """Scenes entered through a fade: about a third of the scene changes, at least one."""
+    if not fades or n_scenes < 2:
+        return set()
+    chosen = {s for s in range(1, n_scenes) if rng.random() < 1 / 3}
+    return chosen or {int(rng.integers(1, n_scenes))}
+
+
+def _angle_sequence(n_shots: int, reverse_shot: bool, rng: np.random.Generator) -> list[int]:
+    if not reverse_shot or n_shots < 2:
+        return list(range(n_shots))
+    n_angles = 2 if n_shots <= 3 else int(rng.integers(2, 4))
+    seq = [0, 1]
+    while len(seq) < n_shots:
+        seq.append(int(rng.choice([a for a in range(n_angles) if a != seq[-1]])))
+    return seq[:n_shots]
+
+
+def _framings(
+    n: int, thumb: np.ndarray, rng: np.random.Generator
+) -> list[tuple[float, float, float, float]]:
+    """``n`` crop windows (panorama fractions, zoom 1-2x) that look clearly different.
+
+    Candidates are compared on ``thumb``, a small render of the panorama, with the measure
+    PySceneDetect's content detector uses, so every cut between two of them is detectable.
+    """
+    th, tw = thumb.shape[:2]
+    chosen: list[tuple[float, float, float, float]] = []
+    views: list[np.ndarray] = []
+    for _ in range(n):
+        best, best_view, best_score = None, None, -1.0
+        for _try in range(64):
+            f = 0.5 / rng.uniform(1.0, 2.0)
+            cand = (rng.uniform(0, 1 - f), rng.uniform(0, 1 - f), f, f)
+            view = _hsv(_resample(thumb, (cand[0] * tw, cand[1] * th, f * tw, f * th), 32, 18))
+            diff = min((float(np.abs(view - v).mean()) for v in views), default=255.0)
+            overlap = max((_iou(cand, c) for c in chosen), default=0.0)
+            score = diff * (1 - overlap)
+            if score > best_score:
+                best, best_view, best_score = cand, view, score
+            if diff >= _MIN_VIEW_DIFFERENCE and overlap < 0.25:
+                break
+        assert best is not None and best_view is not None
+        chosen.append(best)
+        views.append(best_view)
+    return chosen
+
+
+# Mean absolute HSV difference (0-255 scale, PySceneDetect's "content_val") wanted between the
+# framings of one scene; its adaptive detector needs at least 15.
+_MIN_VIEW_DIFFERENCE = 35.0
+
+
+def _hsv(rgb: np.ndarray) -> np.ndarray:
+    """OpenCV-style HSV: hue 0-180, saturation and value 0-255."""
+    hi, lo = rgb.max(axis=-1), rgb.min(axis=-1)
+    chroma = hi - lo
+    safe = np.where(chroma > 0, chroma, 1.0)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    hue = np.where(
+        hi == r, ((g - b) / safe) % 6, np.where(hi == g, (b - r) / safe + 2, (r - g) / safe + 4)
+    )
+    hue = np.where(chroma > 0, hue * 30.0, 0.0)
+    sat = np.where(hi > 0, chroma / np.where(hi > 0, hi, 1.0), 0.0) * 255.0
+    return np.stack([hue, sat, hi * 255.0], axis=-1)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+# --- places ----------------------------------------------------------------------------------
+
+
+def _palette(seed: int, place: int) -> list[tuple[float, float, float]]:
+    """The place's five colours and an accent (last), RGB in [0, 1]."""
+    rng = np.random.default_rng([seed, 1, place])
+    # Golden-ratio hue steps keep any number of places far apart on the colour wheel; the
+    # lightness band cycles too, so neighbouring places differ in both.
+    hue = (np.random.default_rng([seed, 1]).uniform() + place * 0.618034) % 1.0
+    values = [(0.08, 0.55), (0.3, 0.8), (0.55, 1.0)][(place + seed) % 3]
+    # Lightness and saturation spread evenly over the band, so framings of one place differ.
+    lightness = rng.permutation(np.linspace(*values, 5))
+    saturation = rng.permutation(np.linspace(0.3, 0.95, 5))
+    colours = [
+        colorsys.hsv_to_rgb((hue + rng.uniform(-0.08, 0.08)) % 1.0, sat, val)
+        for sat, val in zip(saturation, lightness, strict=True)
+    ]
+    colours.append(colorsys.hsv_to_rgb((hue + 0.5) % 1.0, 0.8, 0.85))
+    return colours
+
+
+def _panorama(seed: int, place: int, width: int, height: int) -> np.ndarray:
+    """The place's panorama: ``[height, width, 3]`` float32 RGB in [0, 1]."""
+    rng = np.random.default_rng([seed, 2, place])
+    cols = np.array(_palette(seed, place), dtype=np.float32)
+    ys = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    xs = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    # Background: a linear gradient between two palette colours along a random direction.
+    theta = rng.uniform(0, 2 * np.pi)
+    t = xs * np.cos(theta) + ys * np.sin(theta)
+    t = (t - t.min()) / (t.max() - t.min())
+    img = cols[0] + (cols[1] - cols[0]) * t[..., None]
+    # Large shapes in palette colours, an accent one now and then.
+    for _ in range(int(rng.integers(24, 36))):
+        colour = cols[-1] if rng.random() < 0.12 else cols[int(rng.integers(0, len(cols) - 1))]
+        rx = rng.uniform(0.03, 0.15) * width
+        ry = rng.uniform(0.03, 0.15) * height
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        x0, x1 = int(max(0, cx - rx)), int(min(width, cx + rx + 1))
+        y0, y1 = int(max(0, cy - ry)), int(min(height, cy + ry + 1))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        gx = (np.arange(x0, x1, dtype=np.float32)[None, :] - cx) / rx
+        gy = (np.arange(y0, y1, dtype=np.float32)[:, None] - cy) / ry
+        ellipse = rng.random() < 0.5
+        d = np.sqrt(gx * gx + gy * gy) if ellipse else np.maximum(np.abs(gx), np.abs(gy))
+        # A two-pixel soft edge keeps resampled edges from shimmering while the camera pans.
+        alpha = np.clip((1.0 - d) * min(rx, ry) / 2, 0.0, 1.0)[..., None]
+        region = img[y0:y1, x0:x1]
+        region += (colour - region) * alpha
+    # Smooth texture: two octaves of value noise, on lightness.
+    for cells, amp in ((6, 0.07), (24, 0.035)):
+        grid = rng.uniform(-amp, amp, size=(cells + 1, cells * width // height + 1, 1))
+        img += _resample(
+            grid.astype(np.float32), (0, 0, grid.shape[1], grid.shape[0]), width, height
+        )
+    np.clip(img, 0.0, 1.0, out=img)
+    return img
+
+
+def _resample(img: np.ndarray, box: tuple[float, ...], out_w: int, out_h: int) -> np.ndarray:
+    """Bilinear resampling of region ``box = (x, y, w, h)`` (pixels) of ``img`` to out_w x out_h."""
+    x, y, w, h = box
+    ih, iw = img.shape[:2]
+    xs = x + (np.arange(out_w, dtype=np.float64) + 0.5) * (w / out_w) - 0.5
+    ys = y + (np.arange(out_h, dtype=np.float64) + 0.5) * (h / out_h) - 0.5
+    xi = np.clip(np.floor(xs).astype(np.intp), 0, iw - 2)
+    yi = np.clip(np.floor(ys).astype(np.intp), 0, ih - 2)
+    fx = np.clip(xs - xi, 0, 1).astype(np.float32)[None, :, None]
+    fy = np.clip(ys - yi, 0, 1).astype(np.float32)[:, None, None]
+    lo, hi = xi.min(), xi.max() + 2
+    rows = img[yi, lo:hi] * (1 - fy) + img[yi + 1, lo:hi] * fy
+    xi = xi - lo
+    return rows[:, xi] * (1 - fx) + rows[:, xi + 1] * fx
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+# BT.601 limited range, what decoders assume for untagged yuv420p.
+_RGB_TO_YUV = np.array(
+    [[65.481, -37.797, 112.0], [128.553, -74.203, -93.786], [24.966, 112.0, -18.214]],
+    dtype=np.float32,
+)
+_YUV_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float32)
+
+
+def _to_yuv(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ _RGB_TO_YUV + _YUV_OFFSET
+
+
+def _canvas(pano: np.ndarray, shot: _Shot, w: int, h: int) -> tuple[np.ndarray, ...]:
+    """The shot's view of the panorama with room to pan: Y, Cb, Cr planes as uint8."""
+    ph, pw = pano.shape[:2]
+    bx, by, bw, bh = shot.box
+    cw, ch = w + abs(shot.pan[0]), h + abs(shot.pan[1])
+    yuv = _to_yuv(_resample(pano, (bx * pw, by * ph, bw * pw, bh * ph), cw, ch))
+    yuv[..., 0] = 16 + (yuv[..., 0] - 16) * shot.gain
+    yuv[..., 1] += shot.tint[0]
+    yuv[..., 2] += shot.tint[1]
+    luma = yuv[..., 0]
+    chroma = yuv[..., 1:].reshape(ch // 2, 2, cw // 2, 2, 2).mean(axis=(1, 3))
+    planes = (luma, chroma[..., 0], chroma[..., 1])
+    return tuple(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in planes)
+
+
+def _disc_masks(r: int) -> tuple[np.ndarray, np.ndarray]:
+    g = np.arange(2 * r) - r + 0.5
+    luma = g[None, :] ** 2 + g[:, None] ** 2 <= r * r
+    c = np.arange(r) - r / 2 + 0.5
+    chroma = c[None, :] ** 2 + c[:, None] ** 2 <= r * r / 4
+    return luma, chroma
+
+
+def _shot_frames(shot: _Shot, canvas: tuple[np.ndarray, ...], accent, w: int, h: int):
+    """Yield each frame of ``shot`` as the bytes of its Y, Cb and Cr planes."""
+    cy_, cb_, cr_ = canvas
+    dx, dy = shot.pan
+    n = shot.length
+    masks = _disc_masks(shot.disc[0]) if shot.disc else None
+    for i in range(n):
+        t = i / (n - 1) if n > 1 else 0.0
+        ox = _even(t * abs(dx)) if dx >= 0 else abs(dx) - _even(t * abs(dx))
+        oy = _even(t * abs(dy)) if dy >= 0 else abs(dy) - _even(t * abs(dy))
+        planes = [
+            cy_[oy : oy + h, ox : ox + w],
+            cb_[oy // 2 : (oy + h) // 2, ox // 2 : (ox + w) // 2],
+            cr_[oy // 2 : (oy + h) // 2, ox // 2 : (ox + w) // 2],
+        ]
+        level = 1.0
+        if i < shot.fade_in:
+            level = i / shot.fade_in
+        elif i >= n - shot.fade_out:
+            level = (n - 1 - i) / shot.fade_out
+        if masks is not None or level < 1.0:
+            planes = [p.copy() for p in planes]
+        if masks is not None:
+            r, x0, y0, x1, y1 = shot.disc
+            x, y = _even(x0 + (x1 - x0) * t), _even(y0 + (y1 - y0) * t)
+            planes[0][y : y + 2 * r, x : x + 2 * r][masks[0]] = accent[0]
+            for p, value in zip(planes[1:], accent[1:], strict=True):
+                p[y // 2 : y // 2 + r, x // 2 : x // 2 + r][masks[1]] = value
+        if level < 1.0:
+            for p, zero in zip(planes, (16, 128, 128), strict=True):
+                p[...] = np.rint(zero + (p.astype(np.float32) - zero) * level).astype(np.uint8)
+        yield b"".join(p.tobytes() for p in planes)
+
+
+def _render(spec: FilmSpec, shots: list[_Shot]) -> Iterator[tuple[_Shot, Iterator[bytes]]]:
+    """Each shot with an iterator over its frames as raw yuv420p bytes."""
+    w, h = spec.width, spec.height
+    place, pano, accent = -1, None, ()
+    for shot in shots:
+        if shot.place != place:
+            place = shot.place
+            pano = _panorama(spec.seed, place, PANORAMA_SCALE * w, PANORAMA_SCALE * h)
+            yuv = _to_yuv(np.array(_palette(spec.seed, place)[-1], np.float32))
+            accent = tuple(int(v) for v in np.clip(np.rint(yuv), 0, 255))
+        yield shot, _shot_frames(shot, _canvas(pano, shot, w, h), accent, w, h)
+
+
+def make_film(
+    path: Path | str,
+    spec: FilmSpec | None = None,
+    *,
+    progress: Progress | None = None,
+    **params,
+) -> FilmTruth:
+    """Render a film to ``path`` (format from the suffix) and return its truth.
+
+    ``params`` override fields of ``spec`` (or of the default ``FilmSpec``), e.g.
+    ``make_film(p, seed=3, n_scenes=5)``. The file appears only when complete.
+    """
+    spec = dataclasses.replace(spec or FilmSpec(), **params)
+    path = Path(path)
+    shots = _plan(spec)
+    truth = _truth(spec, path, shots)
+    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
+    with tempfile.TemporaryDirectory(prefix="scenecut-synth-") as workdir:
+        audio = Path(workdir) / "audio.wav" if spec.audio else None
+        if audio:
+            _write_audio(audio, spec, shots)
+        cmd = _encode_command(spec, tmp, audio)
+        log.debug("synth: %s", " ".join(cmd))
+        errors = Path(workdir) / "ffmpeg.log"
+        with open(errors, "wb") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
+        assert proc.stdin is not None
+        try:
+            for shot, frames in _render(spec, shots):
+                for frame in frames:
+                    proc.stdin.write(frame)
+                if progress:
+                    progress(shot.start + shot.length, truth.frame_count)
+            proc.stdin.close()
+        except BrokenPipeError:  # ffmpeg stopped early; its log says why
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            tmp.unlink(missing_ok=True)
+            raise
+        if proc.wait() != 0:
+            tmp.unlink(missing_ok=True)
+            tail = errors.read_text(errors="replace").strip()[-800:]
+            raise OutputError(f"ffmpeg could not write {path}: {tail or 'no message'}")
+    os.replace(tmp, path)
+    return truth
+
+
+def _encode_command(spec: FilmSpec, out: Path, audio: Path | None) -> list[str]:
+    fps = f"{spec.fps.numerator}/{spec.fps.denominator}"
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{spec.width}x{spec.height}"]
+    cmd += ["-framerate", fps, "-i", "pipe:0"]
+    if audio:
+        cmd += ["-i", str(audio), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "48k"]
+    cmd += ["-c:v", "libx264", "-preset", spec.preset, "-crf", str(spec.crf)]
+    cmd += ["-g", str(spec.keyframe_interval), "-sc_threshold", "0", "-pix_fmt", "yuv420p"]
+    return [*cmd, str(out)]
+
+
+def _write_audio(path: Path, spec: FilmSpec, shots: list[_Shot]) -> None:
+    """A mono 16-bit WAV: a tone and hum per place, hard-cut with the scenes, written per shot."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(AUDIO_RATE)
+        for shot in shots:
+            # Sample ranges from frame ranges, rounded the same way on both ends: no drift.
+            a = round(shot.start * AUDIO_RATE / spec.fps)
+            b = round((shot.start + shot.length) * AUDIO_RATE / spec.fps)
+            t = np.arange(a, b) / AUDIO_RATE
+            f = 110.0 * 2 ** ((shot.place * 5 % 24) / 12)
+            rng = np.random.default_rng([spec.seed, 3, shot.start])
+            signal = 0.25 * np.sin(2 * np.pi * f * t) + 0.1 * np.sin(2 * np.pi * 1.5 * f * t)
+            signal += rng.normal(0, 0.02, size=t.shape)
+            wav.writeframes((np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def long_film_spec(
+    minutes: float = 10.0,
+    *,
+    width: int = 1280,
+    height: int = 720,
+    fps: Fraction | int = 24,
+    seed: int = 0,
+    **params,
+) -> FilmSpec:
+    """A benchmark film of ``minutes``: 2-8 s shots, 2-7 per scene, some places revisited.
+
+    Encoded with x264 ``ultrafast`` at CRF 30; ``params`` override other ``FilmSpec`` fields.
+    """
+    fps = Fraction(fps)
+    spec = FilmSpec(
+        seed=seed,
+        total_frames=max(1, round(Fraction(str(minutes)) * 60 * fps)),
+        shots_per_scene=(2, 7),
+        shot_frames=(round(2 * fps), round(8 * fps)),
+        width=width,
+        height=height,
+        fps=fps,
+        revisit=True,
+        crf=30,
+        preset="ultrafast",
+    )
+    return dataclasses.replace(spec, **params)
+
+
+def make_long_film(
+    path: Path | str,
+    minutes: float = 10.0,
+    *,
+    progress: Progress | None = None,
+    **params,
+) -> FilmTruth:
+    """Render ``long_film_spec(minutes, **params)`` to ``path`` (10 min of 720p: about 1 min)."""
+    return make_film(path, long_film_spec(minutes, **params), progress=progress)
+
+
+def make_bad_inputs(directory: Path | str) -> dict[str, Path]:
+    """Files a video tool must reject or survive, made in ``directory``.
+
+    ``text``: an .mp4 that is plain text. ``empty``: a 0-byte .mp4. ``audio_only``: an .mp4 with
+    one AAC stream and no video. ``truncated``: the first 30% of a real 2 s mp4 whose index
+    (moov) is at the end, so nothing is readable. ``truncated_faststart``: the same with the index
+    first, so the first part of the frames decodes and the rest is missing. ``single_shot``: a 2 s
+    video, 50 frames at 25 fps, of one continuous shot.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = {name: directory / f"{name}.mp4" for name in _BAD_NAMES}
+    out["text"].write_text("This is not a video.\n" * 40)
+    out["empty"].write_bytes(b"")
+    make_film(out["single_shot"], seed=7, n_scenes=1, shots_per_scene=(1, 1), shot_frames=(50, 50))
+    source = directory / ".source.mp4"
+    make_film(source, seed=8, n_scenes=2, shots_per_scene=(1, 1), shot_frames=(25, 25), audio=True)
+    faststart = directory / ".faststart.mp4"
+    _ffmpeg("-i", str(source), "-c", "copy", "-movflags", "+faststart", str(faststart))
+    for name, full in (("truncated", source), ("truncated_faststart", faststart)):
+        data = full.read_bytes()
+        out[name].write_bytes(data[: int(len(data) * 0.3)])
+        full.unlink()
+    sine = "sine=frequency=440:sample_rate=16000:duration=2"
+    _ffmpeg("-f", "lavfi", "-i", sine, "-c:a", "aac", "-b:a", "32k", str(out["audio_only"]))
+    return out
+
+
+_BAD_NAMES = ("text", "empty", "audio_only", "truncated", "truncated_faststart", "single_shot")
+
+
+def _ffmpeg(*args: str) -> None:
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise OutputError(f"ffmpeg failed: {proc.stderr.strip()[-800:]}")

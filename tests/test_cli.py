@@ -1,0 +1,202 @@
+"""The command line: Typer's runner for options and outputs, real subprocesses for exit codes and
+the one-line errors users see."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+from typer.testing import CliRunner
+
+from scenecut.cli import app
+
+runner = CliRunner()
+
+
+def _run(exe: str, *args: str, stdin: str | None = None, env: dict | None = None, cwd=None):
+    return subprocess.run(
+        [exe, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_segment_writes_json_and_csv(film, tmp_path):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["segment", str(film.path), "-o", str(out), "--format", "json,csv"])
+    assert res.exit_code == 0, res.output
+    json_path = out / "film.scenes.json"
+    csv_path = out / "film.scenes.csv"
+    # stdout carries only the written paths, one per line
+    assert res.stdout.split() == [str(json_path), str(csv_path)]
+    data = json.loads(json_path.read_text())
+    assert data["video"]["frame_count"] == film.frame_count
+    assert data["decoded_frames"] == film.frame_count
+    assert data["settings"]["model"] == "classic"
+    assert len(data["boundary_scores"]) == len(data["shots"]) - 1
+    assert data["scenes"][-1]["end_frame"] == film.frame_count
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(data["scenes"])
+    assert rows[0]["Start Frame"] == "1"  # PySceneDetect's 1-based convention
+    # the scene table goes to stderr
+    assert "scenes" in res.stderr
+
+
+def test_stdout_json_only(film):
+    res = runner.invoke(app, ["segment", str(film.path), "--stdout", "--quiet"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["schema_version"] == 1
+    assert data["video"]["path"].endswith("film.mp4")
+
+
+def test_scene_count_option(film, tmp_path):
+    res = runner.invoke(app, ["segment", str(film.path), "--stdout", "-q", "--scenes", "2"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["scenes"]) == 2
+
+
+def test_refuses_to_overwrite_without_flag(film, tmp_path):
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["segment", str(film.path), "-o", str(out), "-q"]).exit_code == 0
+    target = out / "film.scenes.json"
+    target.write_text("keep me")
+    res = runner.invoke(app, ["segment", str(film.path), "-o", str(out), "-q"])
+    assert res.exit_code == 1
+    assert "--overwrite" in res.stderr
+    assert target.read_text() == "keep me"
+    res = runner.invoke(app, ["segment", str(film.path), "-o", str(out), "-q", "--overwrite"])
+    assert res.exit_code == 0
+    assert json.loads(target.read_text())["video"]["frame_count"] == film.frame_count
+
+
+def test_save_clips_are_frame_exact(film, tmp_path):
+    out = tmp_path / "clips"
+    res = runner.invoke(app, ["segment", str(film.path), "-o", str(out), "--save-clips", "-q"])
+    assert res.exit_code == 0, res.output
+    scenes = json.loads((out / "film.scenes.json").read_text())["scenes"]
+    clips = sorted(out.glob("film-Scene-*.mp4"))
+    assert len(clips) == len(scenes)
+    for clip, scene in zip(clips, scenes, strict=True):
+        with av.open(str(clip)) as container:
+            assert container.streams.audio, "audio is kept"
+            frames = sum(1 for _ in container.decode(video=0))
+        assert frames == scene["end_frame"] - scene["start_frame"]
+
+
+def test_many_inputs_one_bad(film, bad_inputs, tmp_path):
+    out = tmp_path / "many"
+    args = ["segment", str(bad_inputs["text"]), str(film.path), "-o", str(out), "-q"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1
+    assert (out / "film.scenes.json").exists()  # the good input still went through
+    assert not (out / "text.scenes.json").exists()
+    assert "text.mp4" in res.stderr
+
+
+def test_paths_from_stdin(film, tmp_path):
+    out = tmp_path / "stdin"
+    res = runner.invoke(app, ["segment", "-", "-o", str(out), "-q"], input=f"{film.path}\n")
+    assert res.exit_code == 0, res.output
+    assert (out / "film.scenes.json").exists()
+
+
+def test_default_output_dir_is_stem_scenes(film, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["segment", str(film.path), "-q"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "film_scenes" / "film.scenes.json").exists()
+
+
+# --- the installed console script, as a shell user runs it ---------------------------------
+
+
+@pytest.mark.parametrize("name", ["text", "empty", "audio_only", "truncated"])
+def test_bad_input_one_line_and_nonzero(scenecut_exe, bad_inputs, tmp_path, name):
+    out = tmp_path / "o"
+    proc = _run(scenecut_exe, "segment", str(bad_inputs[name]), "-o", str(out))
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+def test_missing_file_and_debug_traceback(scenecut_exe, tmp_path):
+    proc = _run(scenecut_exe, "segment", str(tmp_path / "missing.mp4"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {tmp_path / 'missing.mp4'}: no such file"
+    debug = _run(scenecut_exe, "segment", "missing.mp4", env={"SCENECUT_DEBUG": "1"}, cwd=tmp_path)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--threshold", "2"], "--threshold"),
+        (["--threshold", "abc"], "threshold"),
+        (["--detector", "magic"], "detector"),
+        (["--format", "xml"], "format"),
+        (["--scenes", "0"], "--scenes"),
+        (["--copy"], "--save-clips"),
+        (["--no-such-option"], "no-such-option"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(scenecut_exe, film, args, needle):
+    proc = _run(scenecut_exe, "segment", str(film.path), "--stdout", *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert proc.stdout == ""
+
+
+def test_unwritable_output_dir(scenecut_exe, film, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = _run(scenecut_exe, "segment", str(film.path), "-o", str(blocker / "sub"))
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_console_script_pipeline(scenecut_exe, film, tmp_path):
+    """`scenecut segment - --stdout` in a shell pipeline: only JSON on stdout."""
+    proc = _run(scenecut_exe, "segment", "-", "--stdout", stdin=f"{film.path}\n")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["video"]["frame_count"] == film.frame_count
+
+
+def test_python_dash_m_and_version():
+    proc = subprocess.run(
+        [sys.executable, "-m", "scenecut", "--version"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("scenecut ")
+
+
+def test_help_does_not_import_heavy_modules():
+    code = (
+        "import sys, scenecut.cli\n"
+        "heavy = [m for m in ('torch', 'av', 'scenedetect', 'cv2', 'numpy') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == ""
+
+
+def test_single_shot_video_via_cli(scenecut_exe, bad_inputs, tmp_path):
+    proc = _run(scenecut_exe, "segment", str(bad_inputs["single_shot"]), "--stdout")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert len(data["scenes"]) == 1 and data["scenes"][0]["end_frame"] == 50
+    assert Path(data["video"]["path"]).name == "single_shot.mp4"

@@ -1,0 +1,126 @@
+"""The library pipeline on generated films with known shots and scenes."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import scenecut
+from scenecut.errors import InputError, UsageError
+from scenecut.shots import detect_shots
+
+
+def _f1(predicted: set[int], truth: set[int], tolerance: int = 1) -> tuple[int, int, int]:
+    tp = sum(1 for p in predicted if any(abs(p - t) <= tolerance for t in truth))
+    return tp, len(predicted) - tp, len(truth) - tp
+
+
+def test_shots_match_truth_and_file_is_decoded_once(film):
+    result = scenecut.segment(film.path)
+    cuts = [shot.start for shot in result.shots[1:]]
+    assert len(cuts) == len(film.shot_cuts)
+    assert all(abs(a - b) <= 1 for a, b in zip(cuts, film.shot_cuts, strict=True))
+    assert result.video.frame_count == film.frame_count
+    assert result.decoded_frames == film.frame_count  # one pass over the file
+    assert result.video.fps == Fraction(25)
+    # shots tile the film as half-open ranges
+    assert result.shots[0].start == 0 and result.shots[-1].end == film.frame_count
+    assert all(a.end == b.start for a, b in zip(result.shots, result.shots[1:], strict=False))
+    assert len(result.boundary_scores) == len(result.shots) - 1
+
+
+def test_keyframes_are_first_middle_last(film):
+    kept = []
+    detection = detect_shots(film.path, keyframe_height=64, on_shot=kept.append)
+    assert [k.shot for k in kept] == detection.shots
+    for item in kept:
+        shot = item.shot
+        assert item.images.shape[0] == 3 and item.images.shape[1] == 64
+        assert item.images.dtype == np.uint8
+        first, middle, last = shot.keyframes
+        assert first == shot.start and last == shot.end - 1
+        # MovieNet's middle frame, exact for shots that fit the 16-frame candidate buffer and
+        # otherwise the nearest buffered candidate (spaced at most length / 16 apart)
+        exact = shot.start + (shot.end - 1 - shot.start) // 2
+        assert abs(middle - exact) <= (0 if shot.length <= 16 else shot.length / 16)
+
+
+def test_classic_finds_scenes_not_shots(films):
+    tp = fp = fn = 0
+    for film in films:
+        result = scenecut.segment(film.path)
+        predicted = {scene.start for scene in result.scenes[1:]}
+        a, b, c = _f1(predicted, set(film.scene_starts[1:]))
+        tp, fp, fn = tp + a, fp + b, fn + c
+        # every scene holds at least one shot and scenes tile the film
+        assert result.scenes[0].start == 0 and result.scenes[-1].end == film.frame_count
+        assert sum(len(s.shots) for s in result.scenes) == len(result.shots)
+    f1 = 2 * tp / (2 * tp + fp + fn)
+    assert f1 >= 0.9, (tp, fp, fn)
+    # there are many more shot cuts than scene cuts: a shot detector alone would fail
+    assert sum(len(f.shot_cuts) for f in films) > 1.5 * sum(len(f.scene_starts) - 1 for f in films)
+
+
+def test_scene_count_request_and_threshold(film):
+    three = scenecut.segment(film.path, scenes=3)
+    assert len(three.scenes) == 3
+    # the scenes asked for are the highest-scoring gaps
+    chosen = sorted(s.score for s in three.scenes[1:])
+    others = [
+        score
+        for gap, score in enumerate(three.boundary_scores)
+        if gap + 1 not in {s.first_shot for s in three.scenes}
+    ]
+    assert min(chosen) >= max(others)
+    every_gap = scenecut.segment(film.path, threshold=0.0)
+    assert len(every_gap.scenes) == 1 + sum(s > 0 for s in every_gap.boundary_scores)
+    none = scenecut.segment(film.path, threshold=1.0)
+    assert len(none.scenes) == 1
+
+
+def test_min_scene_length(film):
+    long = scenecut.segment(film.path, threshold=0.0, min_scene_seconds=2.0)
+    assert all(scene.length >= 50 for scene in long.scenes)
+
+
+def test_single_shot_video_is_one_scene(bad_inputs):
+    result = scenecut.segment(bad_inputs["single_shot"])
+    assert len(result.shots) == 1 and len(result.scenes) == 1
+    assert result.boundary_scores == []
+    assert result.scenes[0].end == result.video.frame_count == 50
+
+
+@pytest.mark.parametrize("detector", ["content", "threshold", "histogram", "hash"])
+def test_other_detectors_run(film, detector):
+    result = scenecut.segment(film.path, detector=detector)
+    assert result.settings.detector == detector
+    assert result.shots[-1].end == film.frame_count
+
+
+def test_content_detector_finds_the_cuts(film):
+    result = scenecut.segment(film.path, detector="content")
+    cuts = [shot.start for shot in result.shots[1:]]
+    _, fp, fn = _f1(set(cuts), set(film.shot_cuts))
+    assert fp == 0 and fn <= 1
+
+
+@pytest.mark.parametrize("name", ["text", "empty", "audio_only", "truncated"])
+def test_bad_inputs_raise_input_error(bad_inputs, name):
+    with pytest.raises(InputError):
+        scenecut.segment(bad_inputs[name])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        scenecut.segment(tmp_path / "nope.mp4")
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"threshold": 1.5}, {"scenes": 0}, {"detector": "magic"}, {"min_shot_seconds": -1.0}],
+)
+def test_bad_options_raise_usage_error(film, override):
+    with pytest.raises(UsageError):
+        scenecut.segment(film.path, **override)
