@@ -200,3 +200,64 @@ def test_single_shot_video_via_cli(scenecut_exe, bad_inputs, tmp_path):
     data = json.loads(proc.stdout)
     assert len(data["scenes"]) == 1 and data["scenes"][0]["end_frame"] == 50
     assert Path(data["video"]["path"]).name == "single_shot.mp4"
+
+
+def test_two_containers_json_and_csv(film, tmp_path):
+    """`scenecut segment a.mp4 b.mkv -o scenes/ -f json,csv` from the README."""
+    from scenecut.video import ffmpeg_exe
+
+    mkv = tmp_path / "b.mkv"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(film.path), "-c", "copy", str(mkv)], check=True
+    )
+    out = tmp_path / "scenes"
+    res = runner.invoke(
+        app, ["segment", str(film.path), str(mkv), "-o", str(out), "-f", "json,csv"]
+    )
+    assert res.exit_code == 0, res.output
+    for stem in ("film", "b"):
+        data = json.loads((out / f"{stem}.scenes.json").read_text())
+        assert data["video"]["frame_count"] == film.frame_count
+        assert (out / f"{stem}.scenes.csv").exists()
+    a, b = (json.loads((out / f"{s}.scenes.json").read_text()) for s in ("film", "b"))
+    assert [s["start_frame"] for s in a["scenes"]] == [s["start_frame"] for s in b["scenes"]]
+
+
+def test_copy_clips_via_cli(film, tmp_path):
+    out = tmp_path / "copy"
+    res = runner.invoke(app, ["segment", str(film.path), "-o", str(out), "--save-clips", "--copy"])
+    assert res.exit_code == 0, res.output
+    scenes = json.loads((out / "film.scenes.json").read_text())["scenes"]
+    assert len(sorted(out.glob("film-Scene-*.mp4"))) == len(scenes)
+
+
+def test_csv_loads_back_into_pyscenedetect(film, tmp_path):
+    """Our CSV is PySceneDetect's scene list: `scenedetect load-scenes` accepts it unchanged."""
+    exe = Path(sys.executable).parent / "scenedetect"
+    if not exe.exists():
+        pytest.skip("scenedetect CLI not installed here")
+    out = tmp_path / "sd"
+    assert (
+        runner.invoke(app, ["segment", str(film.path), "-o", str(out), "-f", "csv"]).exit_code == 0
+    )
+    csv_path = out / "film.scenes.csv"
+    proc = _run(
+        str(exe),
+        "-i",
+        str(film.path),
+        "-o",
+        str(tmp_path),
+        "load-scenes",
+        "-i",
+        str(csv_path),
+        "list-scenes",
+        "-f",
+        "back.csv",
+        "-s",
+    )
+    assert proc.returncode == 0, proc.stderr
+    with csv_path.open() as f:
+        ours = [row["Start Frame"] for row in csv.DictReader(f)]
+    with (tmp_path / "back.csv").open() as f:
+        theirs = [row["Start Frame"] for row in csv.DictReader(f)]
+    assert theirs == ours
