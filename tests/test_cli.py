@@ -49,8 +49,9 @@ def test_segment_writes_json_and_csv(film, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == len(data["scenes"])
     assert rows[0]["Start Frame"] == "1"  # PySceneDetect's 1-based convention
-    # the scene table goes to stderr
+    # the scene table goes to stderr; no progress bar when stderr is not a terminal
     assert "scenes" in res.stderr
+    assert "decode" not in res.stderr
 
 
 def test_stdout_json_only(film):
