@@ -234,6 +234,18 @@ def _scene_table(console, result) -> None:
     console.print(table)
 
 
+def _log_warnings_to_stderr(debug: bool) -> None:
+    """Library warnings (e.g. an undecodable packet skipped) as ``warning: ...`` lines."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger = logging.getLogger("scenecut")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.addLevelName(logging.WARNING, "warning")
+
+
 def _error(console, message: str) -> None:
     """One line on stderr; the message is printed as is (paths may contain [brackets])."""
     from rich.text import Text
@@ -244,6 +256,7 @@ def _error(console, message: str) -> None:
 def main() -> None:
     """Console-script entry: one red line and an exit code for expected errors."""
     debug = os.environ.get("SCENECUT_DEBUG") == "1"
+    _log_warnings_to_stderr(debug)
     try:
         # Without standalone mode, click returns the exit code of typer.Exit instead of exiting.
         code = app(standalone_mode=False)

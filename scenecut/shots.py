@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from scenecut.errors import UsageError
+from scenecut.errors import InputError, UsageError
 from scenecut.result import Shot, VideoInfo
 from scenecut.video import DecodedFrame, decode, scaled_size
 
@@ -117,6 +117,11 @@ def detect_shots(
             progress(item.index + 1, max(total, item.index + 1))
     assert last is not None and first_pts is not None  # decode() raises when there is no frame
     frame_count = last.index + 1
+    if frame_count < 0.8 * total:
+        raise InputError(
+            f"{path}: only {frame_count} of the {total} frames the container announces could be "
+            "decoded; the file is truncated or corrupt"
+        )
     for cut in det.post_process(FrameTimecode(last.index, fps=probe.fps)):
         collector.add_cut(cut.frame_num)
     while ring:

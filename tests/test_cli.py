@@ -123,7 +123,9 @@ def test_default_output_dir_is_stem_scenes(film, tmp_path, monkeypatch):
 # --- the installed console script, as a shell user runs it ---------------------------------
 
 
-@pytest.mark.parametrize("name", ["text", "empty", "audio_only", "truncated"])
+@pytest.mark.parametrize(
+    "name", ["text", "empty", "audio_only", "truncated", "truncated_faststart"]
+)
 def test_bad_input_one_line_and_nonzero(scenecut_exe, bad_inputs, tmp_path, name):
     out = tmp_path / "o"
     proc = _run(scenecut_exe, "segment", str(bad_inputs[name]), "-o", str(out))

@@ -106,7 +106,9 @@ def test_content_detector_finds_the_cuts(film):
     assert fp == 0 and fn <= 1
 
 
-@pytest.mark.parametrize("name", ["text", "empty", "audio_only", "truncated"])
+@pytest.mark.parametrize(
+    "name", ["text", "empty", "audio_only", "truncated", "truncated_faststart"]
+)
 def test_bad_inputs_raise_input_error(bad_inputs, name):
     with pytest.raises(InputError):
         scenecut.segment(bad_inputs[name])
