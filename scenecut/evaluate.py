@@ -1,0 +1,186 @@
+"""Scene-segmentation metrics, computed exactly as the reference papers' code computes them.
+
+Every function is pure: numpy arrays in, numbers out. Conventions (MovieNet-SSeg, BaSSL, LGSS):
+``labels[i] = 1`` means "a scene ends after shot i" (a boundary lies between shot i and i + 1);
+``probs[i]`` is the predicted probability of that. The last shot of a film carries no label.
+Where papers disagree on a definition, both versions exist here under explicit names:
+
+- ``average_precision`` pooled over every shot gap of every film is BaSSL's "AP" (and LGSS's
+  "AP"); ``mean_average_precision`` averages per-film AP (LGSS's "mAP", SCRL's "AP").
+- ``f1_score`` pooled is BaSSL's F1; SCRL reports the per-film mean (``mean_f1_score``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+RECALL_SHOTS = 5  # Recall@3s looks this many shots either side of a true boundary
+RECALL_SECONDS = 3.0
+RECALL_FPS = 24.0  # hard-coded by the reference code, whatever the film's real rate
+
+
+def average_precision(labels: Sequence[int], probs: Sequence[float]) -> float:
+    """Step-wise AP = sum_n (R_n - R_{n-1}) P_n over the distinct score thresholds, highest
+    first (scikit-learn's ``average_precision_score``; no interpolation). NaN without
+    positives."""
+    y = np.asarray(labels, dtype=np.int64).ravel()
+    p = np.nan_to_num(np.asarray(probs, dtype=np.float64).ravel())
+    positives = int(y.sum())
+    if positives == 0:
+        return float("nan")
+    order = np.argsort(-p, kind="mergesort")
+    y, p = y[order], p[order]
+    # One operating point per distinct score: ties enter together.
+    last_of_tie = np.r_[np.nonzero(np.diff(p))[0], y.size - 1]
+    tp = np.cumsum(y)[last_of_tie]
+    predicted = last_of_tie + 1
+    precision = tp / predicted
+    recall = tp / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def f1_score(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> float:
+    """Binary F1 of the boundary class with ``prob >= threshold`` as a boundary (0 if nothing
+    is predicted or present)."""
+    y = np.asarray(labels, dtype=bool).ravel()
+    pred = np.asarray(probs, dtype=np.float64).ravel() >= threshold
+    tp = int((y & pred).sum())
+    denominator = int(y.sum() + pred.sum())
+    return 2 * tp / denominator if denominator else 0.0
+
+
+def recall(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> float:
+    """Share of true boundaries predicted (``prob > threshold``, i.e. argmax); 0 without any."""
+    y = np.asarray(labels, dtype=bool).ravel()
+    pred = np.asarray(probs, dtype=np.float64).ravel() > threshold
+    return float((y & pred).sum() / y.sum()) if y.any() else 0.0
+
+
+def recall_at_seconds(
+    labels: Sequence[int],
+    probs: Sequence[float],
+    shot_end_frames: Sequence[int],
+    *,
+    threshold: float = 0.5,
+    shots: int = RECALL_SHOTS,
+    seconds: float = RECALL_SECONDS,
+    fps: float = RECALL_FPS,
+) -> float:
+    """Recall@3s (LGSS/BaSSL): a true boundary at shot s is found when some shot within
+    ``shots`` of s is predicted a boundary and its end frame is less than ``seconds`` from
+    s's end frame at ``fps``. ``hits / (n_true + 1e-5)``."""
+    y = np.asarray(labels, dtype=bool).ravel()
+    pred = np.asarray(probs, dtype=np.float64).ravel() > threshold
+    ends = np.asarray(shot_end_frames, dtype=np.float64).ravel()
+    n = min(y.size, ends.size)
+    hits = 0
+    for s in np.nonzero(y)[0]:
+        lo, hi = max(0, s - shots), min(n - 1, s + shots)
+        near = np.arange(lo, hi + 1)
+        close = np.abs(ends[near] - ends[s]) / fps < seconds
+        hits += bool(np.any(pred[near] & close))
+    return hits / (int(y.sum()) + 1e-5)
+
+
+def scene_spans(
+    labels: Sequence[int], shot_frames: Sequence[tuple[int, int]], *, keep_trailing: bool = False
+) -> list[tuple[int, int]]:
+    """Frame spans ``(first shot's start, last shot's end)`` of the scenes a boundary sequence
+    makes. LGSS's ``get_pair_list`` drops the shots after the last boundary
+    (``keep_trailing=False``, the benchmark's choice); ModelScope keeps them as a last scene."""
+    spans: list[tuple[int, int]] = []
+    first = 0
+    for i, label in enumerate(labels):
+        if label:
+            spans.append((shot_frames[first][0], shot_frames[i][1]))
+            first = i + 1
+    if keep_trailing and first < len(shot_frames):
+        spans.append((shot_frames[first][0], shot_frames[-1][1]))
+    return spans
+
+
+def _coverage(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> float:
+    """Mean over spans of ``a`` of the best IoU with a span of ``b``, IoU as LGSS computes it:
+    overlap / (max end - min start), 0 when disjoint."""
+    total = 0.0
+    for a0, a1 in a:
+        best = 0.0
+        for b0, b1 in b:
+            overlap = min(a1, b1) - max(a0, b0)
+            if overlap > 0:
+                best = max(best, overlap / (max(a1, b1) - min(a0, b0)))
+        total += best
+    return total / len(a) if a else 0.0
+
+
+def miou(
+    labels: Sequence[int],
+    probs: Sequence[float],
+    shot_frames: Sequence[tuple[int, int]],
+    threshold: float = 0.5,
+) -> float:
+    """LGSS/MovieNet mIoU of one film: mean of (true -> predicted) and (predicted -> true)
+    coverage of scene spans; 0 when nothing is predicted a boundary."""
+    pred = [int(p > threshold) for p in probs]
+    if not any(pred):
+        return 0.0
+    truth_spans = scene_spans(labels, shot_frames)
+    pred_spans = scene_spans(pred, shot_frames)
+    return 0.5 * (_coverage(truth_spans, pred_spans) + _coverage(pred_spans, truth_spans))
+
+
+@dataclass(frozen=True)
+class Film:
+    """One film's per-gap labels and probabilities and its shot frame spans."""
+
+    name: str
+    labels: Sequence[int]
+    probs: Sequence[float]
+    shot_frames: Sequence[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Metrics over a set of films, all as fractions in [0, 1] (papers print x100)."""
+
+    ap: float  # pooled over all gaps (BaSSL "AP")
+    mean_ap: float  # per-film AP averaged (LGSS "mAP", SCRL "AP")
+    f1: float  # pooled at the threshold (BaSSL "F1")
+    mean_f1: float  # per-film F1 averaged (SCRL "F1")
+    miou: float  # per-film LGSS mIoU averaged
+    recall: float  # per-film recall averaged
+    recall_at_3s: float  # per-film Recall@3s averaged
+    films: int
+    gaps: int
+
+
+def score_films(films: Sequence[Film], threshold: float = 0.5) -> Scores:
+    """All metrics over ``films``, each with the reference's own pooling."""
+    if not films:
+        raise ValueError("no films to score")
+    labels = np.concatenate([np.asarray(f.labels, dtype=np.int64) for f in films])
+    probs = np.concatenate([np.asarray(f.probs, dtype=np.float64) for f in films])
+    per_film_ap = [average_precision(f.labels, f.probs) for f in films]
+    return Scores(
+        ap=average_precision(labels, probs),
+        mean_ap=float(np.nanmean(per_film_ap)) if not np.all(np.isnan(per_film_ap)) else 0.0,
+        f1=f1_score(labels, probs, threshold),
+        mean_f1=float(np.mean([f1_score(f.labels, f.probs, threshold) for f in films])),
+        miou=float(np.mean([miou(f.labels, f.probs, f.shot_frames, threshold) for f in films])),
+        recall=float(np.mean([recall(f.labels, f.probs, threshold) for f in films])),
+        recall_at_3s=float(
+            np.mean(
+                [
+                    recall_at_seconds(
+                        f.labels, f.probs, [end for _, end in f.shot_frames], threshold=threshold
+                    )
+                    for f in films
+                ]
+            )
+        ),
+        films=len(films),
+        gaps=int(labels.size),
+    )

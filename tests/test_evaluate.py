@@ -1,0 +1,111 @@
+"""Metrics against hand-computed cases and scikit-learn's reference implementations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+from sklearn.metrics import f1_score as sk_f1
+from sklearn.metrics import recall_score as sk_recall
+
+from scenecut.evaluate import (
+    Film,
+    average_precision,
+    f1_score,
+    miou,
+    recall,
+    recall_at_seconds,
+    scene_spans,
+    score_films,
+)
+
+SHOTS = [(i * 10, i * 10 + 9) for i in range(6)]  # six 10-frame shots, inclusive ends
+
+
+def test_average_precision_by_hand():
+    # ranks: 1 (P 1, R .5), 0, 1 (P 2/3, R 1), 0  ->  .5 * 1 + .5 * 2/3
+    assert average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx(5 / 6)
+    # ties enter together: both at 0.5 -> one operating point with P 1/2, R 1
+    assert average_precision([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_average_precision_matches_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(300) < 0.1
+    probs = np.round(rng.random(300) * 0.5 + 0.4 * labels, 1)  # coarse: many ties
+    assert average_precision(labels, probs) == pytest.approx(
+        average_precision_score(labels, probs), abs=1e-12
+    )
+
+
+def test_average_precision_edge_cases():
+    assert math.isnan(average_precision([0, 0, 0], [0.1, 0.2, 0.3]))
+    assert average_precision([1, 1, 1], [0.1, 0.2, 0.3]) == pytest.approx(1.0)
+    assert average_precision([1], [np.nan]) == pytest.approx(1.0)  # NaN scores count as 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_f1_and_recall_match_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(200) < 0.2).astype(int)
+    probs = rng.random(200)
+    assert f1_score(labels, probs) == pytest.approx(sk_f1(labels, probs >= 0.5))
+    assert recall(labels, probs) == pytest.approx(sk_recall(labels, probs > 0.5))
+
+
+def test_f1_recall_edge_cases():
+    assert f1_score([0, 0], [0.1, 0.2]) == 0.0  # nothing to find, nothing found
+    assert f1_score([1, 1], [0.9, 0.9]) == 1.0
+    assert recall([0, 0], [0.9, 0.9]) == 0.0
+
+
+def test_scene_spans_drop_or_keep_the_trailing_shots():
+    labels = [0, 1, 0, 0, 1]
+    assert scene_spans(labels, SHOTS) == [(0, 19), (20, 49)]
+    assert scene_spans(labels, SHOTS, keep_trailing=True) == [(0, 19), (20, 49), (50, 59)]
+    assert scene_spans([0] * 5, SHOTS) == []
+
+
+def test_miou_by_hand():
+    truth = [0, 1, 0, 0, 1]  # scenes (0, 19), (20, 49); the last shot is dropped
+    probs = [0.1, 0.9, 0.2, 0.9, 0.1]  # scenes (0, 19), (20, 39)
+    # each side: (1 + 19 / 29) / 2
+    assert miou(truth, probs, SHOTS) == pytest.approx((1 + 19 / 29) / 2)
+    assert miou(truth, [0.9 if t else 0.1 for t in truth], SHOTS) == pytest.approx(1.0)
+    assert miou(truth, [0.1] * 5, SHOTS) == 0.0  # no predicted boundary scores 0
+
+
+def test_recall_at_3s_window_and_time():
+    ends = [i * 30 for i in range(1, 21)]  # shots of 30 frames
+    labels = [0] * 19
+    labels[3] = 1
+    near = [0.0] * 19
+    near[5] = 0.9  # two shots later, 60 frames = 2.5 s at 24 fps: a hit
+    assert recall_at_seconds(labels, near, ends) == pytest.approx(1 / (1 + 1e-5))
+    late = [0.0] * 19
+    late[6] = 0.9  # 90 frames = 3.75 s: too far in time
+    assert recall_at_seconds(labels, late, ends) == 0.0
+    far = [0.0] * 19
+    far[9] = 0.9  # six shots away: outside the window
+    assert recall_at_seconds(labels, far, ends) == 0.0
+
+
+def test_score_films_pools_and_averages():
+    a = Film("a", [1, 0, 0, 1, 0], [0.9, 0.2, 0.6, 0.8, 0.1], SHOTS)
+    b = Film("b", [0, 0, 1, 0, 0], [0.3, 0.2, 0.4, 0.1, 0.7], SHOTS)
+    scores = score_films([a, b])
+    labels = [*a.labels, *b.labels]
+    probs = [*a.probs, *b.probs]
+    assert scores.ap == pytest.approx(average_precision_score(labels, probs))
+    assert scores.mean_ap == pytest.approx(
+        (average_precision_score(a.labels, a.probs) + average_precision_score(b.labels, b.probs))
+        / 2
+    )
+    assert scores.f1 == pytest.approx(sk_f1(labels, np.array(probs) >= 0.5))
+    assert scores.recall == pytest.approx((1.0 + 0.0) / 2)
+    assert scores.films == 2 and scores.gaps == 10
+    with pytest.raises(ValueError):
+        score_films([])
