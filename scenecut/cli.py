@@ -152,6 +152,89 @@ def segment(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def eval_video(
+    video: Annotated[Path, typer.Argument(help="The video to segment and score.")],
+    truth: Annotated[
+        Path,
+        typer.Option(
+            help="True scene starts: scenecut JSON, a scene CSV, or one time per line "
+            "(seconds or HH:MM:SS.mmm)."
+        ),
+    ],
+    tolerance: Annotated[
+        float, typer.Option(help="Seconds within which a boundary counts as found.")
+    ] = 1.0,
+    model: Annotated[str, typer.Option(help="Boundary model: classic (or auto).")] = "auto",
+    detector: Annotated[str, typer.Option(help="Shot detector.")] = "adaptive",
+    threshold: Annotated[float, typer.Option(help="Boundary score threshold.")] = 0.5,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write the JSON here instead of stdout.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
+) -> None:
+    """Score one video's scenes against a ground-truth scene list (JSON on stdout)."""
+    import json
+
+    from scenecut.evaluate import evaluate_video, read_truth, report_dict
+    from scenecut.segment import SegmentOptions, segment
+
+    options = SegmentOptions(detector=detector, model=model, threshold=threshold)
+    options.check()
+    if tolerance <= 0:
+        raise UsageError(f"--tolerance must be positive, got {tolerance}")
+    if output is not None and output.exists() and not overwrite:
+        raise UsageError(f"{output} exists; pass --overwrite to replace it")
+    console = _stderr()
+    with _progress(console, quiet, video.name) as progress:
+        result = segment(video, options, progress=progress)
+    evaluation = evaluate_video(result, read_truth(truth, result.video.fps), tolerance)
+    text = json.dumps(report_dict(result, evaluation), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from scenecut.export import atomic_write
+
+        atomic_write(output, text, overwrite=overwrite)
+    if not quiet:
+        _evaluation_table(console, evaluation)
+
+
+def _evaluation_table(console, evaluation) -> None:
+    from rich.table import Table
+
+    s = evaluation.scores
+    summary = Table(title="scene boundaries", title_justify="left")
+    for name in ("precision", "recall", "F1", "AP (gaps)", "mIoU", "Recall@3s"):
+        summary.add_column(name, justify="right")
+    summary.add_row(
+        *(
+            f"{100 * v:.1f}"
+            for v in (
+                evaluation.precision,
+                evaluation.recall,
+                evaluation.f1,
+                s.ap,
+                s.miou,
+                s.recall_at_3s,
+            )
+        )
+    )
+    console.print(summary)
+    listing = Table(title=f"within {evaluation.tolerance_s:g} s", title_justify="left")
+    for name in ("", "truth s", "predicted s", "offset s"):
+        listing.add_column(name, justify="right")
+    for m in evaluation.boundaries:
+        listing.add_row(
+            m.kind,
+            "" if m.truth_s is None else f"{m.truth_s:.3f}",
+            "" if m.predicted_s is None else f"{m.predicted_s:.3f}",
+            "" if m.offset_s is None else f"{m.offset_s:+.3f}",
+        )
+    console.print(listing)
+
+
 def _expand_inputs(inputs: list[str]) -> list[str]:
     paths: list[str] = []
     for item in inputs:

@@ -184,3 +184,160 @@ def score_films(films: Sequence[Film], threshold: float = 0.5) -> Scores:
         films=len(films),
         gaps=int(labels.size),
     )
+
+
+# --- one user video against a ground-truth scene list --------------------------------------
+
+
+@dataclass(frozen=True)
+class BoundaryMatch:
+    """One line of the boundary-by-boundary listing; times in seconds from the first frame."""
+
+    kind: str  # "hit", "miss" or "false alarm"
+    truth_s: float | None
+    predicted_s: float | None
+
+    @property
+    def offset_s(self) -> float | None:
+        if self.truth_s is None or self.predicted_s is None:
+            return None
+        return self.predicted_s - self.truth_s
+
+
+@dataclass(frozen=True)
+class VideoEvaluation:
+    scores: Scores  # gap-level metrics, truth mapped onto the detected shot gaps
+    boundaries: list[BoundaryMatch]
+    precision: float  # scene-boundary precision within the time tolerance
+    recall: float
+    f1: float
+    tolerance_s: float
+    unreachable: int  # true boundaries with no detected shot cut within the tolerance
+
+
+def read_truth(path, fps) -> list[float]:
+    """Scene start times (seconds) from a ground-truth file: our ``.scenes.json``, a
+    PySceneDetect-style CSV (``Start Time (seconds)`` column), or text with one start per line
+    as seconds (``12.5``) or a timecode (``00:01:02.500``); ``#`` starts a comment.
+    The start of the film (0) is implied and may be omitted."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from scenecut.errors import InputError
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the truth file ({exc.strerror})") from exc
+    try:
+        if path.suffix == ".json":
+            starts = [float(s["start_s"]) for s in json.loads(text)["scenes"]]
+        elif path.suffix == ".csv":
+            rows = list(csv.DictReader(line for line in text.splitlines() if line.strip()))
+            starts = [float(row["Start Time (seconds)"]) for row in rows]
+        else:
+            starts = [_seconds(line.split("#")[0]) for line in text.splitlines()]
+            starts = [s for s in starts if s is not None]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InputError(
+            f"{path}: not a scene list (expected scenecut JSON, a scene CSV, or one start time "
+            f"per line): {exc}"
+        ) from exc
+    return sorted({s for s in starts if s > 0.5 / float(fps)})
+
+
+def _seconds(token: str) -> float | None:
+    token = token.strip()
+    if not token:
+        return None
+    parts = token.split(":")
+    if len(parts) > 3:
+        raise ValueError(f"bad time {token!r}")
+    value = 0.0
+    for part in parts:
+        value = value * 60 + float(part)
+    return value
+
+
+def evaluate_video(result, truth_starts_s: Sequence[float], tolerance_s: float = 1.0):
+    """Compare ``result`` (a ``SegmentResult``) with true scene start times.
+
+    Boundaries match one-to-one, nearest first, when within ``tolerance_s``. For the gap-level
+    metrics each true boundary labels the detected shot gap nearest to it (if one lies within
+    the tolerance), and the model's boundary scores are the probabilities.
+    """
+    video = result.video
+    cut_s = [float(video.time_of(shot.end)) for shot in result.shots[:-1]]
+    labels = [0] * len(cut_s)
+    unreachable = 0
+    for t in truth_starts_s:
+        if not cut_s:
+            unreachable += 1
+            continue
+        gap = min(range(len(cut_s)), key=lambda i: abs(cut_s[i] - t))
+        if abs(cut_s[gap] - t) <= tolerance_s:
+            labels[gap] = 1
+        else:
+            unreachable += 1
+    film = Film(
+        video.path.name,
+        labels,
+        result.boundary_scores,
+        [(s.start, s.end) for s in result.shots],
+    )
+    scores = score_films([film], threshold=result.settings.threshold)
+    predicted = [float(video.time_of(scene.start)) for scene in result.scenes[1:]]
+    matches = _match(list(truth_starts_s), predicted, tolerance_s)
+    hits = sum(m.kind == "hit" for m in matches)
+    precision = hits / len(predicted) if predicted else float(not truth_starts_s)
+    recall_ = hits / len(truth_starts_s) if truth_starts_s else 1.0
+    f1 = 2 * precision * recall_ / (precision + recall_) if precision + recall_ else 0.0
+    return VideoEvaluation(scores, matches, precision, recall_, f1, tolerance_s, unreachable)
+
+
+def _match(truth: list[float], predicted: list[float], tolerance: float) -> list[BoundaryMatch]:
+    pairs = sorted(
+        (abs(p - t), i, j)
+        for i, t in enumerate(truth)
+        for j, p in enumerate(predicted)
+        if abs(p - t) <= tolerance
+    )
+    used_t: dict[int, int] = {}
+    used_p: set[int] = set()
+    for _, i, j in pairs:
+        if i not in used_t and j not in used_p:
+            used_t[i] = j
+            used_p.add(j)
+    rows = [
+        BoundaryMatch("hit", t, predicted[used_t[i]])
+        if i in used_t
+        else BoundaryMatch("miss", t, None)
+        for i, t in enumerate(truth)
+    ]
+    rows += [
+        BoundaryMatch("false alarm", None, p) for j, p in enumerate(predicted) if j not in used_p
+    ]
+    return sorted(rows, key=lambda m: m.truth_s if m.truth_s is not None else m.predicted_s)
+
+
+def report_dict(result, evaluation: VideoEvaluation) -> dict:
+    """The JSON report of ``scenecut eval VIDEO``."""
+    from dataclasses import asdict
+
+    return {
+        "video": str(result.video.path),
+        "model": result.settings.model,
+        "threshold": result.settings.threshold,
+        "tolerance_s": evaluation.tolerance_s,
+        "boundary": {
+            "precision": evaluation.precision,
+            "recall": evaluation.recall,
+            "f1": evaluation.f1,
+            "unreachable": evaluation.unreachable,
+        },
+        # NaN (e.g. AP of a film without boundaries) is not JSON: write null.
+        "gaps": {k: None if v != v else v for k, v in asdict(evaluation.scores).items()},
+        "boundaries": [{**asdict(m), "offset_s": m.offset_s} for m in evaluation.boundaries],
+    }

@@ -109,3 +109,86 @@ def test_score_films_pools_and_averages():
     assert scores.films == 2 and scores.gaps == 10
     with pytest.raises(ValueError):
         score_films([])
+
+
+# --- one video against a truth list --------------------------------------------------------
+
+
+def test_read_truth_formats_agree(film, tmp_path):
+    import scenecut
+    from scenecut.evaluate import read_truth
+    from scenecut.export import write_results
+
+    starts = [s / 25 for s in film.scene_starts[1:]]
+    text = tmp_path / "truth.txt"
+    lines = ["# scene starts", *(f"00:00:{s:06.3f}" for s in starts[:1]), *map(str, starts[1:])]
+    text.write_text("\n".join(lines) + "\n")
+    assert read_truth(text, 25) == pytest.approx(starts)
+    # our own outputs are truth files too (e.g. a corrected scenecut result)
+    result = scenecut.segment(film.path)
+    json_path, csv_path = write_results(result, tmp_path, ["json", "csv"], overwrite=False)
+    predicted = [float(result.video.time_of(s.start)) for s in result.scenes[1:]]
+    assert read_truth(json_path, 25) == pytest.approx(predicted, abs=1e-3)
+    assert read_truth(csv_path, 25) == pytest.approx(predicted, abs=1e-3)
+
+
+def test_read_truth_rejects_garbage(tmp_path):
+    from scenecut.errors import InputError
+    from scenecut.evaluate import read_truth
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("scene one starts at noon\n")
+    with pytest.raises(InputError, match="not a scene list"):
+        read_truth(bad, 25)
+    with pytest.raises(InputError, match="cannot read"):
+        read_truth(tmp_path / "missing.txt", 25)
+
+
+def test_evaluate_video_hits_misses_and_false_alarms(film):
+    import scenecut
+    from scenecut.evaluate import evaluate_video
+
+    result = scenecut.segment(film.path)
+    truth = [s / 25 for s in film.scene_starts[1:]]
+    good = evaluate_video(result, truth, tolerance_s=0.5)
+    assert good.f1 >= 0.9 and good.unreachable == 0
+    hits = [m for m in good.boundaries if m.kind == "hit"]
+    assert all(abs(m.offset_s) <= 0.5 for m in hits)
+    # a truth 0.9 s late is outside the 0.5 s tolerance (scenes here are >= 1.2 s apart): every
+    # true boundary is a miss and every prediction a false alarm
+    assert min(b - a for a, b in zip([0, *truth], truth, strict=False)) >= 1.2
+    shifted = evaluate_video(result, [t + 0.9 for t in truth], tolerance_s=0.5)
+    kinds = [m.kind for m in shifted.boundaries]
+    assert kinds.count("miss") == len(truth) and "hit" not in kinds
+    assert kinds.count("false alarm") == len(result.scenes) - 1
+    assert shifted.recall == 0.0
+
+
+def test_eval_cli_json_and_errors(film, tmp_path, scenecut_exe):
+    import json
+    import subprocess
+
+    truth = tmp_path / "truth.txt"
+    truth.write_text("\n".join(str(s / 25) for s in film.scene_starts[1:]) + "\n")
+    proc = subprocess.run(
+        [scenecut_exe, "eval", str(film.path), "--truth", str(truth), "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["boundary"]["f1"] >= 0.9
+    assert set(report["gaps"]) >= {"ap", "mean_ap", "f1", "miou", "recall", "recall_at_3s"}
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [scenecut_exe, "eval", str(film.path), "--truth", str(truth), "--output", str(out), "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and proc.stdout == "" and json.loads(out.read_text())
+    bad = subprocess.run(
+        [scenecut_exe, "eval", str(film.path), "--truth", str(tmp_path / "nope.txt")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
