@@ -230,7 +230,7 @@ def _evaluation_table(console, evaluation) -> None:
             m.kind,
             "" if m.truth_s is None else f"{m.truth_s:.3f}",
             "" if m.predicted_s is None else f"{m.predicted_s:.3f}",
-            "" if m.offset_s is None else f"{m.offset_s:+.3f}",
+            "" if m.offset_s is None else f"{round(m.offset_s, 3) + 0.0:+.3f}",
         )
     console.print(listing)
 

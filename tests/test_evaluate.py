@@ -192,3 +192,18 @@ def test_eval_cli_json_and_errors(film, tmp_path, scenecut_exe):
         text=True,
     )
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_demo_clip_against_the_scene_list_written_by_watching_it():
+    """The README's eval example: the demo trailer against assets/...truth.txt."""
+    from pathlib import Path
+
+    import scenecut
+    from scenecut.evaluate import evaluate_video, read_truth
+
+    assets = Path(__file__).resolve().parents[1] / "assets"
+    result = scenecut.segment(assets / "sintel_trailer_480x204.mp4")
+    truth = read_truth(assets / "sintel_trailer_480x204.truth.txt", result.video.fps)
+    assert len(truth) == 5
+    evaluation = evaluate_video(result, truth)
+    assert evaluation.recall == 1.0 and evaluation.f1 >= 0.85
