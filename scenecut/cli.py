@@ -171,7 +171,15 @@ def eval_video(
     output: Annotated[
         Path | None, typer.Option("--output", help="Write the JSON here instead of stdout.")
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --output.")] = False,
+    pr_curve: Annotated[
+        Path | None,
+        typer.Option(
+            "--pr-curve", help="Write a threshold sweep to FILE.png (plot) and FILE.csv (data)."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing output files.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
 ) -> None:
     """Score one video's scenes against a ground-truth scene list (JSON on stdout)."""
@@ -184,12 +192,25 @@ def eval_video(
     options.check()
     if tolerance <= 0:
         raise UsageError(f"--tolerance must be positive, got {tolerance}")
-    if output is not None and output.exists() and not overwrite:
-        raise UsageError(f"{output} exists; pass --overwrite to replace it")
+    targets = [output] if output else []
+    if pr_curve is not None:
+        targets += [pr_curve.with_suffix(".png"), pr_curve.with_suffix(".csv")]
+    for target in targets:
+        if target.exists() and not overwrite:
+            raise UsageError(f"{target} exists; pass --overwrite to replace it")
     console = _stderr()
     with _progress(console, quiet, video.name) as progress:
         result = segment(video, options, progress=progress)
-    evaluation = evaluate_video(result, read_truth(truth, result.video.fps), tolerance)
+    truth_s = read_truth(truth, result.video.fps)
+    evaluation = evaluate_video(result, truth_s, tolerance)
+    if pr_curve is not None:
+        from scenecut.evaluate import pr_plot_png, sweep_csv, threshold_sweep
+        from scenecut.export import atomic_write
+
+        points = threshold_sweep(result, truth_s, tolerance)
+        atomic_write(pr_curve.with_suffix(".csv"), sweep_csv(points), overwrite=overwrite)
+        png = pr_plot_png(points, threshold, f"{video.name} ({result.settings.model})")
+        atomic_write(pr_curve.with_suffix(".png"), png, overwrite=overwrite)
     text = json.dumps(report_dict(result, evaluation), indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)

@@ -341,3 +341,88 @@ def report_dict(result, evaluation: VideoEvaluation) -> dict:
         "gaps": {k: None if v != v else v for k, v in asdict(evaluation.scores).items()},
         "boundaries": [{**asdict(m), "offset_s": m.offset_s} for m in evaluation.boundaries],
     }
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    scenes: int
+
+
+def threshold_sweep(
+    result, truth_starts_s: Sequence[float], tolerance_s: float = 1.0
+) -> list[SweepPoint]:
+    """Scene-boundary precision/recall at every threshold that changes the cut (each distinct
+    boundary score, just below it), from the most to the fewest scenes."""
+    from scenecut.scoring import pick_boundaries
+
+    video = result.video
+    frames = [(s.start, s.end) for s in result.shots]
+    scores = sorted(set(result.boundary_scores))
+    thresholds = [max(0.0, s - 1e-6) for s in scores] + [1.0]
+    points = []
+    for t in thresholds:
+        gaps = pick_boundaries(
+            result.boundary_scores,
+            frames,
+            threshold=t,
+            min_scene_frames=result.settings.min_scene_frames,
+        )
+        predicted = [float(video.time_of(result.shots[g].end)) for g in gaps]
+        hits = sum(m.kind == "hit" for m in _match(list(truth_starts_s), predicted, tolerance_s))
+        p = hits / len(predicted) if predicted else float(not truth_starts_s)
+        r = hits / len(truth_starts_s) if truth_starts_s else 1.0
+        f = 2 * p * r / (p + r) if p + r else 0.0
+        points.append(SweepPoint(round(t, 6), p, r, f, len(gaps) + 1))
+    return points
+
+
+def sweep_csv(points: Sequence[SweepPoint]) -> str:
+    lines = ["threshold,precision,recall,f1,scenes"]
+    lines += [
+        f"{p.threshold:.6f},{p.precision:.4f},{p.recall:.4f},{p.f1:.4f},{p.scenes}" for p in points
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def pr_plot_png(points: Sequence[SweepPoint], current: float, title: str) -> bytes:
+    """A precision-recall curve as PNG bytes (Pillow; no plotting library needed). The point
+    used by ``current`` threshold is ringed."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    w, h, m = 520, 420, 50
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+
+    def xy(recall_: float, precision_: float) -> tuple[float, float]:
+        return m + recall_ * (w - 2 * m), h - m - precision_ * (h - 2 * m)
+
+    for k in range(11):
+        v = k / 10
+        d.line([xy(v, 0), xy(v, 1)], fill=(232, 232, 232))
+        d.line([xy(0, v), xy(1, v)], fill=(232, 232, 232))
+        d.text((xy(v, 0)[0] - 8, h - m + 6), f"{v:.1f}", fill="black")
+        d.text((8, xy(0, v)[1] - 6), f"{v:.1f}", fill="black")
+    d.rectangle([xy(0, 1), xy(1, 0)], outline="black")
+    d.text((w // 2 - 20, h - 22), "recall", fill="black")
+    d.text((8, 14), f"precision    {title}", fill="black")
+    # A threshold that predicts no boundary has no precision: leave it off the curve.
+    points = [p for p in points if p.scenes > 1] or list(points)
+    ordered = sorted(points, key=lambda p: (p.recall, -p.precision))
+    d.line([xy(p.recall, p.precision) for p in ordered], fill=(31, 119, 180), width=2)
+    for p in points:
+        x, y = xy(p.recall, p.precision)
+        d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(31, 119, 180))
+    chosen = min(points, key=lambda p: abs(p.threshold - current))
+    x, y = xy(chosen.recall, chosen.precision)
+    d.ellipse([x - 7, y - 7, x + 7, y + 7], outline=(214, 39, 40), width=2)
+    label_x = x + 9 if x < w - 150 else x - 100
+    d.text((label_x, y - 18), f"threshold {current:g}", fill=(214, 39, 40))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()

@@ -207,3 +207,41 @@ def test_demo_clip_against_the_scene_list_written_by_watching_it():
     assert len(truth) == 5
     evaluation = evaluate_video(result, truth)
     assert evaluation.recall == 1.0 and evaluation.f1 >= 0.85
+
+
+def test_threshold_sweep_and_pr_curve_files(film, tmp_path, scenecut_exe):
+    import csv
+    import subprocess
+
+    from PIL import Image
+
+    import scenecut
+    from scenecut.evaluate import evaluate_video, threshold_sweep
+
+    result = scenecut.segment(film.path)
+    truth = [s / 25 for s in film.scene_starts[1:]]
+    points = threshold_sweep(result, truth)
+    scenes = [p.scenes for p in points]
+    assert scenes == sorted(scenes, reverse=True) and scenes[0] == len(result.shots)
+    assert scenes[-1] == 1
+    # the first sweep point at or above the run's threshold (0.5) cuts exactly the same gaps, so
+    # it reproduces evaluate_video's numbers
+    at = min((p for p in points if p.threshold >= 0.5), key=lambda p: p.threshold)
+    direct = evaluate_video(result, truth)
+    assert (at.precision, at.recall) == pytest.approx((direct.precision, direct.recall))
+
+    truth_file = tmp_path / "truth.txt"
+    truth_file.write_text("\n".join(map(str, truth)) + "\n")
+    prefix = tmp_path / "pr"
+    args = [scenecut_exe, "eval", str(film.path), "--truth", str(truth_file), "-q"]
+    proc = subprocess.run([*args, "--pr-curve", str(prefix)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    with (tmp_path / "pr.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(points)
+    image = Image.open(tmp_path / "pr.png")
+    assert image.size == (520, 420)
+    colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is not None and len(colours) > 10  # axes, grid, curve: not blank
+    again = subprocess.run([*args, "--pr-curve", str(prefix)], capture_output=True, text=True)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
