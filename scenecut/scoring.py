@@ -65,23 +65,33 @@ def load_scorer(model: str) -> Scorer:
     raise UsageError(f"unknown model {model!r}; available: classic (and auto = the best installed)")
 
 
-def link_probabilities(similarity: np.ndarray) -> np.ndarray:
-    """Map cosine similarities to the probability that two shots share a scene.
+_FAR_SAMPLE = 50_000  # far shot pairs used to calibrate links (all of them in films < ~330 shots)
 
-    The midpoint adapts to the film: it sits between the typical similarity of neighbouring
-    shots (mostly same scene) and that of distant shots (mostly different scenes).
+
+def _link_curve(e: np.ndarray) -> tuple[float, float]:
+    """Midpoint and spread of the similarity -> same-scene-probability curve for one film.
+
+    The midpoint sits between the typical similarity of neighbouring shots (mostly the same
+    scene) and that of shots far apart (mostly different scenes). Only neighbours and a bounded
+    sample of far pairs are compared, so memory stays linear in the number of shots.
     """
     import numpy as np
 
-    n = similarity.shape[0]
-    near = np.diagonal(similarity, 1)
-    far_mask = np.abs(np.subtract.outer(np.arange(n), np.arange(n))) > 2 * LINK_REACH
-    far = similarity[far_mask]
+    n = e.shape[0]
+    near = np.einsum("ij,ij->i", e[:-1], e[1:])
+    first, second = np.triu_indices(n, k=2 * LINK_REACH + 1) if n <= 400 else (None, None)
+    if first is None or first.size > _FAR_SAMPLE:
+        rng = np.random.default_rng(0)
+        first = rng.integers(0, n, _FAR_SAMPLE)
+        second = rng.integers(0, n, _FAR_SAMPLE)
+        keep = np.abs(first - second) > 2 * LINK_REACH
+        first, second = first[keep], second[keep]
+    far = np.einsum("ij,ij->i", e[first], e[second])
     near_level = float(np.median(near)) if near.size else 0.9
     far_level = float(np.percentile(far, 25)) if far.size >= 8 else near_level - 0.35
     mid = min(max(0.5 * (near_level + far_level), 0.55), 0.92)
     spread = max(0.25 * (near_level - far_level), 0.03)
-    return 1.0 / (1.0 + np.exp(-(similarity - mid) / spread))
+    return mid, spread
 
 
 def link_scores(embeddings: np.ndarray) -> np.ndarray:
@@ -96,18 +106,24 @@ def link_scores(embeddings: np.ndarray) -> np.ndarray:
     n = embeddings.shape[0]
     if n < 2:
         return np.zeros(0, dtype=np.float32)
-    norm = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    e = embeddings / np.maximum(norm, 1e-8)
+    norm = np.linalg.norm(embeddings, axis=1)
+    e = embeddings / np.maximum(norm, 1e-8)[:, None]
     # An embedding's norm below 1 says how little the encoder saw (e.g. a black or title-card
     # shot); links through such shots count for less. Unit-norm encoders are unaffected.
     confidence = np.sqrt(np.minimum(norm, 1.0))
-    link = link_probabilities(e @ e.T) * (confidence @ confidence.T)
+    mid, spread = _link_curve(e)
+    # links[d][a]: strength of the link from shot a to shot a + d, for d = 1..LINK_REACH
+    links = {}
+    for d in range(1, min(LINK_REACH, n - 1) + 1):
+        similarity = np.einsum("ij,ij->i", e[:-d], e[d:])
+        probability = 1.0 / (1.0 + np.exp(-(similarity - mid) / spread))
+        links[d] = probability * confidence[:-d] * confidence[d:] * (1.0 - LINK_DECAY * (d - 1))
     scores = np.empty(n - 1, dtype=np.float32)
     for gap in range(n - 1):
         best = 0.0
         for a in range(max(0, gap - LINK_REACH + 1), gap + 1):
             for b in range(gap + 1, min(n, a + LINK_REACH + 1)):
-                best = max(best, link[a, b] * (1.0 - LINK_DECAY * (b - a - 1)))
+                best = max(best, float(links[b - a][a]))
         scores[gap] = 1.0 - best
     return scores
 
