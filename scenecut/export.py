@@ -1,4 +1,4 @@
-"""Writing results (JSON, PySceneDetect-style CSV) and cutting a video into per-scene clips.
+"""Writing results (JSON, CSV, EDL, OTIO, FCPXML, chapters, subtitles) and cutting clips.
 
 This is the only module that turns frame indices into seconds and timecodes. Seconds and
 timecodes are truncated to the millisecond, never rounded, so a written time never lies past the
@@ -48,10 +48,13 @@ def seconds_str(seconds: Fraction) -> str:
 
 def timecode(seconds: Fraction) -> str:
     """Non-negative seconds as ``HH:MM:SS.mmm``, truncated to the millisecond."""
-    ms = _millis(seconds)
+    return _clock(_millis(seconds), ".")
+
+
+def _clock(ms: int, separator: str) -> str:
     hours, ms = divmod(ms, 3_600_000)
     minutes, ms = divmod(ms, 60_000)
-    return f"{hours:02d}:{minutes:02d}:{ms // 1000:02d}.{ms % 1000:03d}"
+    return f"{hours:02d}:{minutes:02d}:{ms // 1000:02d}{separator}{ms % 1000:03d}"
 
 
 def _seconds(seconds: Fraction) -> float:
@@ -177,6 +180,232 @@ def to_csv(result: SegmentResult) -> str:
     return buffer.getvalue()
 
 
+# --- SMPTE timecodes and rational seconds ----------------------------------------------------
+
+
+def dropped_frames(fps: Fraction) -> int:
+    """Frame numbers drop-frame timecode skips a minute: 2 at 29.97, 4 at 59.94 (8 at 119.88)."""
+    base = round(fps)
+    return base // 15 if fps.denominator == 1001 and base % 30 == 0 else 0
+
+
+def smpte_timecode(frame: int, fps: Fraction) -> str:
+    """Frame index as SMPTE ``HH:MM:SS:FF`` counting ``round(fps)`` frames a second.
+
+    At 29.97 and 59.94 fps the timecode is drop-frame (``HH:MM:SS;FF``): frame numbers 00 and 01
+    (00-03 at 59.94) are skipped at the start of every minute except each tenth, so the timecode
+    keeps up with the clock. Frame 1800 at 29.97 fps is ``00:01:00;02``.
+    """
+    if frame < 0:
+        raise ValueError(f"frame must be >= 0, not {frame}")
+    base = round(fps)
+    drop = dropped_frames(fps)
+    if drop:
+        per_minute = base * 60 - drop
+        per_ten_minutes = per_minute * 10 + drop
+        tens, rest = divmod(frame, per_ten_minutes)
+        skipped = drop * 9 * tens
+        if rest > drop:
+            skipped += drop * ((rest - drop) // per_minute)
+        frame += skipped
+    seconds, frames = divmod(frame, base)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    separator = ";" if drop else ":"
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{frames:02d}"
+
+
+def rational_seconds(frames: int, fps: Fraction) -> str:
+    """Exact seconds for ``frames`` frames, FCPXML style: ``1001/24000s``, ``2s``, ``0s``."""
+    seconds = Fraction(frames) / fps
+    if seconds.denominator == 1:
+        return f"{seconds.numerator}s"
+    return f"{seconds.numerator}/{seconds.denominator}s"
+
+
+def _scene_name(scene: Scene, count: int) -> str:
+    return f"Scene {scene.index + 1:0{max(3, len(str(count)))}d}"
+
+
+def _file_url(path: Path) -> str:
+    return path.absolute().as_uri()
+
+
+# --- EDL -------------------------------------------------------------------------------------
+
+
+def to_edl(result: SegmentResult) -> str:
+    """CMX 3600 EDL, one cut per scene; out points exclusive, record timeline from 00:00:00:00."""
+    video = result.video
+    fps = video.fps
+    lines = [
+        f"TITLE: {video.path.stem}",
+        f"FCM: {'DROP FRAME' if dropped_frames(fps) else 'NON-DROP FRAME'}",
+        "",
+    ]
+    record = 0
+    for scene in result.scenes:
+        times = [scene.start, scene.end, record, record + scene.length]
+        tcs = " ".join(smpte_timecode(t, fps) for t in times)
+        lines.append(f"{scene.index + 1:03d}  AX       V     C        {tcs}")
+        # Editors relink the AX reel through the source clip's name.
+        lines.append(f"* FROM CLIP NAME: {video.path.name}")
+        lines.append("")
+        record += scene.length
+    return "\n".join(lines)
+
+
+# --- OpenTimelineIO --------------------------------------------------------------------------
+
+
+def to_otio(result: SegmentResult) -> str:
+    """OpenTimelineIO JSON: a video track (and an audio track) with one clip per scene."""
+    import opentimelineio as otio
+
+    video = result.video
+    rate = float(video.fps)
+    url = _file_url(video.path)
+
+    def frames(value: int):
+        return otio.opentime.RationalTime(value, rate)
+
+    def clip(scene: Scene):
+        media = otio.schema.ExternalReference(
+            target_url=url,
+            available_range=otio.opentime.TimeRange(frames(0), frames(video.frame_count)),
+        )
+        return otio.schema.Clip(
+            name=_scene_name(scene, len(result.scenes)),
+            media_reference=media,
+            source_range=otio.opentime.TimeRange(frames(scene.start), frames(scene.length)),
+            metadata={
+                "scenecut": {
+                    "scene": scene.index,
+                    "first_shot": scene.first_shot,
+                    "last_shot": scene.last_shot,
+                    "start_frame": scene.start,
+                    "end_frame": scene.end,
+                    "score": _score(scene.score),
+                }
+            },
+        )
+
+    timeline = otio.schema.Timeline(name=video.path.stem, global_start_time=frames(0))
+    kinds = [("Video 1", otio.schema.TrackKind.Video)]
+    if video.has_audio:
+        kinds.append(("Audio 1", otio.schema.TrackKind.Audio))
+    for name, kind in kinds:
+        track = otio.schema.Track(name=name, kind=kind)
+        track.extend(clip(scene) for scene in result.scenes)
+        timeline.tracks.append(track)
+    return otio.adapters.write_to_string(timeline, "otio_json") + "\n"
+
+
+# --- FCPXML ----------------------------------------------------------------------------------
+
+
+def to_fcpxml(result: SegmentResult) -> str:
+    """FCPXML 1.9: one asset for the video and one asset-clip per scene on the spine."""
+    import xml.etree.ElementTree as ET
+
+    video = result.video
+    fps = video.fps
+    root = ET.Element("fcpxml", version="1.9")
+    resources = ET.SubElement(root, "resources")
+    ET.SubElement(
+        resources,
+        "format",
+        id="r1",
+        frameDuration=rational_seconds(1, fps),
+        width=str(video.width),
+        height=str(video.height),
+    )
+    asset = ET.SubElement(
+        resources,
+        "asset",
+        id="r2",
+        name=video.path.stem,
+        start="0s",
+        duration=rational_seconds(video.frame_count, fps),
+        hasVideo="1",
+        hasAudio="1" if video.has_audio else "0",
+        format="r1",
+    )
+    # FCPXML 1.9 moved the asset's src attribute into <media-rep>.
+    ET.SubElement(asset, "media-rep", kind="original-media", src=_file_url(video.path))
+    library = ET.SubElement(root, "library")
+    event = ET.SubElement(library, "event", name=video.path.stem)
+    project = ET.SubElement(event, "project", name=video.path.stem)
+    total = sum(scene.length for scene in result.scenes)
+    sequence = ET.SubElement(
+        project,
+        "sequence",
+        format="r1",
+        duration=rational_seconds(total, fps),
+        tcStart="0s",
+        tcFormat="DF" if dropped_frames(fps) else "NDF",
+    )
+    spine = ET.SubElement(sequence, "spine")
+    offset = 0
+    for scene in result.scenes:
+        ET.SubElement(
+            spine,
+            "asset-clip",
+            ref="r2",
+            name=_scene_name(scene, len(result.scenes)),
+            offset=rational_seconds(offset, fps),
+            start=rational_seconds(scene.start, fps),
+            duration=rational_seconds(scene.length, fps),
+        )
+        offset += scene.length
+    ET.indent(root)
+    body = ET.tostring(root, encoding="unicode")
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE fcpxml>\n{body}\n'
+
+
+# --- chapters and subtitles ------------------------------------------------------------------
+
+
+def _scene_millis(result: SegmentResult) -> list[tuple[Scene, int, int]]:
+    video = result.video
+    return [
+        (scene, _millis(video.time_of(scene.start)), _millis(video.time_of(scene.end)))
+        for scene in result.scenes
+    ]
+
+
+def to_ffmetadata(result: SegmentResult) -> str:
+    """ffmpeg FFMETADATA1 chapters (``-i x.ffmetadata -map_chapters 1``), milliseconds."""
+    lines = [";FFMETADATA1"]
+    for scene, start, end in _scene_millis(result):
+        lines += ["", "[CHAPTER]", "TIMEBASE=1/1000", f"START={start}", f"END={end}"]
+        lines.append(f"title=Scene {scene.index + 1}")
+    return "\n".join(lines) + "\n"
+
+
+def to_vtt(result: SegmentResult) -> str:
+    """WebVTT chapters: one ``Scene N`` cue per scene."""
+    lines = ["WEBVTT", ""]
+    for scene, start, end in _scene_millis(result):
+        lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", f"Scene {scene.index + 1}", ""]
+    return "\n".join(lines)
+
+
+def to_srt(result: SegmentResult) -> str:
+    """SubRip scene markers: ``Scene N (shots a-b)``, shots 1-based like the CSV."""
+    lines = []
+    for scene, start, end in _scene_millis(result):
+        first, last = scene.first_shot + 1, scene.last_shot + 1
+        shots = f"shot {first}" if first == last else f"shots {first}-{last}"
+        lines += [
+            str(scene.index + 1),
+            f"{_clock(start, ',')} --> {_clock(end, ',')}",
+            f"Scene {scene.index + 1} ({shots})",
+            "",
+        ]
+    return "\n".join(lines)
+
+
 # --- writers ---------------------------------------------------------------------------------
 
 
@@ -206,7 +435,58 @@ class CsvWriter(ResultWriter):
         return to_csv(result)
 
 
-WRITERS: dict[str, type[ResultWriter]] = {"json": JsonWriter, "csv": CsvWriter}
+class EdlWriter(ResultWriter):
+    extension = "edl"
+
+    def render(self, result: SegmentResult) -> str:
+        return to_edl(result)
+
+
+class OtioWriter(ResultWriter):
+    extension = "otio"
+
+    def render(self, result: SegmentResult) -> str:
+        return to_otio(result)
+
+
+class FcpxmlWriter(ResultWriter):
+    extension = "fcpxml"
+
+    def render(self, result: SegmentResult) -> str:
+        return to_fcpxml(result)
+
+
+class ChaptersWriter(ResultWriter):
+    extension = "ffmetadata"
+
+    def render(self, result: SegmentResult) -> str:
+        return to_ffmetadata(result)
+
+
+class VttWriter(ResultWriter):
+    extension = "vtt"
+
+    def render(self, result: SegmentResult) -> str:
+        return to_vtt(result)
+
+
+class SrtWriter(ResultWriter):
+    extension = "srt"
+
+    def render(self, result: SegmentResult) -> str:
+        return to_srt(result)
+
+
+WRITERS: dict[str, type[ResultWriter]] = {
+    "json": JsonWriter,
+    "csv": CsvWriter,
+    "edl": EdlWriter,
+    "otio": OtioWriter,
+    "fcpxml": FcpxmlWriter,
+    "chapters": ChaptersWriter,
+    "vtt": VttWriter,
+    "srt": SrtWriter,
+}
 
 
 def _writers(formats: list[str]) -> list[ResultWriter]:

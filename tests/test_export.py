@@ -307,7 +307,7 @@ def test_checks_before_segmenting(tmp_path):
     with pytest.raises(OutputError, match="not a directory"):
         check_writable(paths[1] / "sub")
     with pytest.raises(UsageError, match="choose from: json, csv"):
-        result_paths(Path("movie.mkv"), tmp_path, ["edl"])
+        result_paths(Path("movie.mkv"), tmp_path, ["xml"])
 
 
 def test_atomic_write_refuses_existing_and_replaces_with_overwrite(tmp_path):
