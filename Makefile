@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := assets/sintel_trailer_480x204.mp4
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check scenecut tests bench
 	$(BIN)/ruff check scenecut tests bench
 
-test: lint
+# The HTML report is tested in a real headless Chromium (Debian's package): installed here when
+# absent and apt-get is usable; otherwise those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium not installed: the HTML report browser tests will be skipped"; }
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -27,7 +27,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-FORMATS_HELP = "Comma-separated scene-list formats: json, csv."
+FORMATS_HELP = (
+    "Comma-separated scene-list formats: json, csv, edl, otio, fcpxml, chapters, vtt, srt."
+)
 
 
 def _version(value: bool) -> None:
@@ -78,6 +80,20 @@ def segment(
             help="Clip file name; macros $VIDEO_NAME $SCENE_NUMBER $START_FRAME $END_FRAME.",
         ),
     ] = "$VIDEO_NAME-Scene-$SCENE_NUMBER",
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="Write <stem>.report.html: timeline, score curve, thumbnails."
+        ),
+    ] = False,
+    save_images: Annotated[
+        int,
+        typer.Option(
+            "--save-images",
+            metavar="N",
+            help="Save N JPEGs per scene ($VIDEO_NAME-Scene-$SCENE_NUMBER-$IMAGE_NUMBER.jpg).",
+        ),
+    ] = 0,
     detector: Annotated[
         str,
         typer.Option(help="Shot detector: adaptive, content, threshold, histogram, hash."),
@@ -121,6 +137,8 @@ def segment(
         clip_template=clip_template,
         overwrite=overwrite,
         to_stdout=stdout,
+        report=report,
+        save_images=save_images,
     )
     options.check()
     export.check()
@@ -150,6 +168,27 @@ def segment(
             _scene_table(console, done.result)
     if failures:
         raise typer.Exit(1)
+
+
+@app.command("report")
+def report_command(
+    result_json: Annotated[
+        Path, typer.Argument(help="A .scenes.json written by `scenecut segment`.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="The HTML file [default: <stem>.report.html beside the JSON]."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing report.")
+    ] = False,
+) -> None:
+    """Rebuild the HTML report from a saved result (the video must be where the JSON says)."""
+    from scenecut.report import rebuild_report
+
+    typer.echo(str(rebuild_report(result_json, output, overwrite=overwrite)))
 
 
 @app.command("eval")

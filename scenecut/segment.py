@@ -132,6 +132,8 @@ class ExportOptions:
     clip_template: str = "$VIDEO_NAME-Scene-$SCENE_NUMBER"
     overwrite: bool = False
     to_stdout: bool = False
+    report: bool = False  # <stem>.report.html beside the scene lists
+    save_images: int = 0  # JPEGs per scene
 
     def check(self) -> None:
         from scenecut.export import WRITERS
@@ -145,6 +147,10 @@ class ExportOptions:
             raise UsageError("--format needs at least one format")
         if self.copy and not self.save_clips:
             raise UsageError("--copy only applies with --save-clips")
+        if self.save_images < 0:
+            raise UsageError(f"--save-images must not be negative, got {self.save_images}")
+        if self.to_stdout and (self.report or self.save_images):
+            raise UsageError("--report and --save-images write files; drop --stdout or them")
 
 
 @dataclass(frozen=True)
@@ -162,17 +168,20 @@ def segment_to_files(
     *,
     progress: Progress | None = None,
 ) -> FilesResult:
-    """``segment`` one video, then write its scene lists and clips into ``out_dir``.
+    """``segment`` one video, then write its scene lists, clips, report and images to ``out_dir``.
 
     Existing outputs and an unwritable ``out_dir`` are reported before any decoding starts.
     """
     from scenecut import export as ex
+    from scenecut import report
 
     path = Path(path)
+    report_path = report.report_path(path, out_dir)
     if not export.to_stdout:
         ex.check_writable(out_dir)
         if not export.overwrite:
-            ex.refuse_existing(ex.result_paths(path, out_dir, export.formats))
+            targets = ex.result_paths(path, out_dir, export.formats)
+            ex.refuse_existing([*targets, report_path] if export.report else targets)
     result = segment(path, options, progress=progress)
     files: list[Path] = []
     text = ""
@@ -193,5 +202,14 @@ def segment_to_files(
             copy=export.copy,
             overwrite=export.overwrite,
             progress=on_clip,
+        )
+    if export.report:
+        href = report.video_href(path, report_path)
+        files.append(
+            report.write_report(result, report_path, overwrite=export.overwrite, video_href=href)
+        )
+    if export.save_images:
+        files += report.save_images(
+            result, out_dir, count=export.save_images, overwrite=export.overwrite
         )
     return FilesResult(result, files, text)
