@@ -94,6 +94,9 @@ def segment(
             help="Save N JPEGs per scene ($VIDEO_NAME-Scene-$SCENE_NUMBER-$IMAGE_NUMBER.jpg).",
         ),
     ] = 0,
+    images_per: Annotated[
+        str, typer.Option("--images-per", help="--save-images per 'scene' or per 'shot'.")
+    ] = "scene",
     detector: Annotated[
         str,
         typer.Option(help="Shot detector: adaptive, content, threshold, histogram, hash."),
@@ -139,6 +142,7 @@ def segment(
         to_stdout=stdout,
         report=report,
         save_images=save_images,
+        images_per=images_per,
     )
     options.check()
     export.check()

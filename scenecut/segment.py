@@ -133,7 +133,8 @@ class ExportOptions:
     overwrite: bool = False
     to_stdout: bool = False
     report: bool = False  # <stem>.report.html beside the scene lists
-    save_images: int = 0  # JPEGs per scene
+    save_images: int = 0  # JPEGs per scene (or per shot)
+    images_per: str = "scene"
 
     def check(self) -> None:
         from scenecut.export import WRITERS
@@ -147,6 +148,8 @@ class ExportOptions:
             raise UsageError("--format needs at least one format")
         if self.copy and not self.save_clips:
             raise UsageError("--copy only applies with --save-clips")
+        if self.images_per not in ("scene", "shot"):
+            raise UsageError(f"--images-per must be 'scene' or 'shot', got {self.images_per!r}")
         if self.save_images < 0:
             raise UsageError(f"--save-images must not be negative, got {self.save_images}")
         if self.to_stdout and (self.report or self.save_images):
@@ -210,6 +213,10 @@ def segment_to_files(
         )
     if export.save_images:
         files += report.save_images(
-            result, out_dir, count=export.save_images, overwrite=export.overwrite
+            result,
+            out_dir,
+            per=export.images_per,
+            count=export.save_images,
+            overwrite=export.overwrite,
         )
     return FilesResult(result, files, text)

@@ -286,3 +286,14 @@ def test_report_dom_in_chromium(segmented, tmp_path):
     assert len(counter.scenes) == n_scenes
     assert counter.scenes == [str(i + 1) for i in range(n_scenes)]
     assert "<svg" in proc.stdout and "<video" in proc.stdout
+
+
+def test_cli_images_per_shot(small_film, tmp_path):
+    out = tmp_path / "shots"
+    args = ["segment", str(small_film.path), "-o", str(out), "--save-images", "1"]
+    res = runner.invoke(app, [*args, "--images-per", "shot", "-q"])
+    assert res.exit_code == 0, res.output
+    shots = json.loads((out / "small.scenes.json").read_text())["shots"]
+    assert len(list(out.glob("small-Shot-*.jpg"))) == len(shots)
+    bad = runner.invoke(app, [*args, "--images-per", "frame", "-q"])
+    assert bad.exit_code != 0 and "--images-per" in str(bad.exception)
