@@ -180,11 +180,11 @@ def segment_to_files(
 
     path = Path(path)
     report_path = report.report_path(path, out_dir)
-    if not export.to_stdout:
+    if not export.to_stdout or export.save_clips:
         ex.check_writable(out_dir)
-        if not export.overwrite:
-            targets = ex.result_paths(path, out_dir, export.formats)
-            ex.refuse_existing([*targets, report_path] if export.report else targets)
+    if not export.to_stdout and not export.overwrite:
+        targets = ex.result_paths(path, out_dir, export.formats)
+        ex.refuse_existing([*targets, report_path] if export.report else targets)
     result = segment(path, options, progress=progress)
     files: list[Path] = []
     text = ""

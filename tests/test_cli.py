@@ -264,3 +264,19 @@ def test_csv_loads_back_into_pyscenedetect(film, tmp_path):
     with (tmp_path / "back.csv").open() as f:
         theirs = [row["Start Frame"] for row in csv.DictReader(f)]
     assert theirs == ours
+
+
+def test_stdout_with_clips_checks_the_output_dir_first(scenecut_exe, film, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = _run(
+        scenecut_exe,
+        "segment",
+        str(film.path),
+        "--stdout",
+        "--save-clips",
+        "-o",
+        str(blocker / "d"),
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1
