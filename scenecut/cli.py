@@ -265,6 +265,122 @@ def eval_video(
         _evaluation_table(console, evaluation)
 
 
+weights_app = typer.Typer(
+    help="Pretrained checkpoints: list, describe and download them into the cache.",
+    no_args_is_help=True,
+)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("list")
+def weights_list(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
+) -> None:
+    """Registered weights: names on stdout, a table on stderr."""
+    from scenecut import hub
+
+    records = list(hub.REGISTRY.values())
+    for record in records:
+        typer.echo(record.name)
+    if not quiet:
+        _weights_table(_stderr(), records, [hub.is_installed(r) for r in records])
+
+
+@weights_app.command("info")
+def weights_info(name: Annotated[str, typer.Argument(help="A registered weights name.")]) -> None:
+    """One record as JSON on stdout, with where it is (or would be) installed."""
+    import json
+
+    from scenecut import hub
+
+    record = hub.get(name)
+    data = record.to_dict()
+    data["path"] = str(hub.installed_path(record))
+    data["installed"] = hub.is_installed(record)
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+@weights_app.command("pull")
+def weights_pull(
+    name: Annotated[str, typer.Argument(help="A registered weights name.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again even if already installed.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Download, verify and install weights; print the checkpoint's path on stdout."""
+    from scenecut import hub
+
+    record = hub.get(name)
+    console = _stderr()
+    with _download_bar(console, quiet, name) as progress:
+        path = hub.download(record, force=force, progress=progress)
+    typer.echo(str(path))
+
+
+class _download_bar:
+    """A Rich byte-count bar on stderr, or nothing when quiet or stderr is not a terminal."""
+
+    def __init__(self, console, quiet: bool, label: str):
+        self.enabled = not quiet and console.is_terminal
+        self.console = console
+        self.label = label
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.bar.__enter__()
+        self.task = self.bar.add_task(self.label, total=None)
+        return self.update
+
+    def update(self, done: int, total: int | None) -> None:
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.__exit__(*exc)
+        return False
+
+
+def _weights_table(console, records, installed) -> None:
+    from rich.table import Table
+
+    table = Table(title="registered weights", title_justify="left")
+    table.add_column("name", no_wrap=True, min_width=max(len(r.name) for r in records))
+    for column in ("kind", "architecture", "size", "reported AP", "installed"):
+        table.add_column(column, justify="right")
+    for record, here in zip(records, installed, strict=True):
+        # SCRL reports per-movie means; BaSSL/ModelScope pooled AP: not the same quantity.
+        ap = next(((k, v) for k, v in record.metrics.items() if "_ap" in k), None)
+        table.add_row(
+            record.name,
+            record.kind,
+            record.architecture,
+            "?" if record.size is None else f"{record.size / 1e6:.0f} MB",
+            "" if ap is None else f"{ap[1]:.2f}" + (" per movie" if "per_movie" in ap[0] else ""),
+            "yes" if here else "no",
+        )
+    console.print(table)
+
+
 def _evaluation_table(console, evaluation) -> None:
     from rich.table import Table
 
