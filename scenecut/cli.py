@@ -271,6 +271,9 @@ weights_app = typer.Typer(
 )
 app.add_typer(weights_app, name="weights")
 
+# Sub-command groups living in their own modules (each a typer.Typer named ``app``).
+# data: scenecut/cli_data.py
+
 
 @weights_app.command("list")
 def weights_list(
