@@ -106,7 +106,22 @@ def segment(
         typer.Option(help="Shot detector threshold [default: the detector's own]."),
     ] = None,
     min_shot_len: Annotated[float, typer.Option(help="Minimum shot length in seconds.")] = 0.6,
-    model: Annotated[str, typer.Option(help="Boundary model: classic (or auto).")] = "auto",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Boundary model: auto (best installed), effnet-lite0, classic, "
+            "a weights name or a checkpoint path."
+        ),
+    ] = "auto",
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = "auto",
+    batch_size: Annotated[
+        int, typer.Option(help="Keyframe images per network call (lower it if memory is short).")
+    ] = 64,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16/fp16 where fast), fp32, bf16 or fp16.")
+    ] = "auto",
     threshold: Annotated[
         float, typer.Option(help="Boundary score above which a shot gap starts a new scene.")
     ] = 0.5,
@@ -122,6 +137,7 @@ def segment(
     ] = False,
 ) -> None:
     """Detect shots, score every shot gap, write the scenes (frames: 0-based, end-exclusive)."""
+    from scenecut.scoring import choose_model, load_scorer
     from scenecut.segment import ExportOptions, SegmentOptions, segment_to_files
 
     options = SegmentOptions(
@@ -129,6 +145,9 @@ def segment(
         detector_threshold=detector_threshold,
         min_shot_seconds=min_shot_len,
         model=model,
+        device=device,
+        batch_size=batch_size,
+        precision=precision,
         threshold=threshold,
         scenes=scenes,
         min_scene_seconds=min_scene_len,
@@ -150,12 +169,17 @@ def segment(
     if stdout and len(paths) > 1:
         raise UsageError("--stdout takes a single input (its JSON goes to stdout)")
     console = _stderr()
+    choice = choose_model(model)
+    note = None if quiet else choice.note  # said once, after the first scene table
+    scorer = load_scorer(choice, device, batch_size, precision)
     failures = 0
     for path in paths:
         out_dir = output_dir or Path(f"{Path(path).stem}_scenes")
         try:
             with _progress(console, quiet, Path(path).name) as progress:
-                done = segment_to_files(path, options, export, out_dir, progress=progress)
+                done = segment_to_files(
+                    path, options, export, out_dir, progress=progress, scorer=scorer
+                )
         except ScenecutError as exc:
             if os.environ.get("SCENECUT_DEBUG") == "1":
                 raise
@@ -170,6 +194,9 @@ def segment(
                 typer.echo(str(written))
         if not quiet:
             _scene_table(console, done.result)
+        if note:
+            console.print(note)
+            note = None
     if failures:
         raise typer.Exit(1)
 
@@ -208,7 +235,22 @@ def eval_video(
     tolerance: Annotated[
         float, typer.Option(help="Seconds within which a boundary counts as found.")
     ] = 1.0,
-    model: Annotated[str, typer.Option(help="Boundary model: classic (or auto).")] = "auto",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Boundary model: auto (best installed), effnet-lite0, classic, "
+            "a weights name or a checkpoint path."
+        ),
+    ] = "auto",
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = "auto",
+    batch_size: Annotated[
+        int, typer.Option(help="Keyframe images per network call (lower it if memory is short).")
+    ] = 64,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16/fp16 where fast), fp32, bf16 or fp16.")
+    ] = "auto",
     detector: Annotated[str, typer.Option(help="Shot detector.")] = "adaptive",
     threshold: Annotated[float, typer.Option(help="Boundary score threshold.")] = 0.5,
     output: Annotated[
@@ -231,7 +273,14 @@ def eval_video(
     from scenecut.evaluate import evaluate_video, read_truth, report_dict
     from scenecut.segment import SegmentOptions, segment
 
-    options = SegmentOptions(detector=detector, model=model, threshold=threshold)
+    options = SegmentOptions(
+        detector=detector,
+        model=model,
+        device=device,
+        batch_size=batch_size,
+        precision=precision,
+        threshold=threshold,
+    )
     options.check()
     if tolerance <= 0:
         raise UsageError(f"--tolerance must be positive, got {tolerance}")
@@ -283,10 +332,39 @@ def weights_list(
     from scenecut import hub
 
     records = list(hub.REGISTRY.values())
-    for record in records:
-        typer.echo(record.name)
+    imported = hub.imported_names()
+    for name in [r.name for r in records] + imported:
+        typer.echo(name)
     if not quiet:
-        _weights_table(_stderr(), records, [hub.is_installed(r) for r in records])
+        console = _stderr()
+        _weights_table(console, records, [hub.is_installed(r) for r in records])
+        if imported:
+            console.print(f"imported (scenecut weights import): {', '.join(imported)}")
+
+
+@weights_app.command("import")
+def weights_import(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="An official checkpoint: BaSSL Lightning .ckpt (or its .tar.gz), ModelScope "
+            ".pt, SCRL .pth.tar, torchvision .pth."
+        ),
+    ],
+    name: Annotated[str, typer.Option("--as", help="The name to use it by (--model NAME).")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace imported weights of that name.")
+    ] = False,
+) -> None:
+    """Convert a checkpoint into scenecut's safetensors format; print its path on stdout."""
+    from scenecut import hub
+
+    done = hub.import_weights(path, name, overwrite=overwrite)
+    typer.echo(str(done.path))
+    usable = "scores boundaries" if "head_sbd" in done.parts else "initialises training"
+    _stderr().print(
+        f"{name}: {done.source} checkpoint, {done.encoder} with {', '.join(done.parts)}; {usable}"
+    )
 
 
 @weights_app.command("info")

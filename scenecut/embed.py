@@ -36,7 +36,7 @@ class ClassicEncoder:
         n, k = keyframes.shape[:2]
         flat = keyframes.reshape(n * k, *keyframes.shape[2:]).astype(np.float32) / 255.0
         per_frame = np.stack([_describe(image) for image in flat]).reshape(n, k, -1)
-        weights = np.array([_informativeness(image) for image in flat]).reshape(n, k, 1)
+        weights = np.array([informativeness(image) for image in flat]).reshape(n, k, 1)
         direction = _l2((per_frame * weights).sum(axis=1) / weights.sum(axis=1))
         return (direction * weights.max(axis=1)).astype(np.float32)
 
@@ -52,7 +52,7 @@ def _describe(rgb: np.ndarray) -> np.ndarray:
     return np.concatenate([np.sqrt(w) * _l2(p) for p, w in parts]).astype(np.float32)
 
 
-def _informativeness(rgb: np.ndarray) -> float:
+def informativeness(rgb: np.ndarray) -> float:
     """Near 0 for black or flat frames (fades, blank or title cards), 1 for ordinary pictures,
     so that fade-in/fade-out keyframes and title cards do not make unrelated shots look alike."""
     import numpy as np

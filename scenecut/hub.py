@@ -82,7 +82,9 @@ class WeightRecord:
     name: str
     url: str | None  # None: no direct link (e.g. a Google Drive folder; see ``homepage``)
     filename: str  # the file's name in the cache (the archive's, for tarballs)
-    kind: Literal["encoder", "full"]  # shot encoder only, or encoder + CRN (+ head)
+    # encoder: a pre-trained shot encoder; pretrained: encoder + CRN from self-supervised
+    # pre-training (no boundary head yet); finetuned: scores scene boundaries as it is
+    kind: Literal["encoder", "pretrained", "finetuned"]
     architecture: str  # "resnet50", "resnet50-9ch", "bassl-crn"
     preprocessing: Preprocessing
     licence: str
@@ -207,12 +209,14 @@ REGISTRY: dict[str, WeightRecord] = {
             url_source="TencentYoutuResearch/SceneSegmentation-SCRL README",
             homepage="https://github.com/TencentYoutuResearch/SceneSegmentation-SCRL",
         ),
-        _bassl("bassl", "bassl", 56.26, "full", "bassl-crn", "BaSSL, 10 epochs (encoder + CRN)"),
+        _bassl(
+            "bassl", "bassl", 56.26, "pretrained", "bassl-crn", "BaSSL, 10 epochs (encoder + CRN)"
+        ),
         _bassl(
             "bassl-40epoch",
             "bassl_40epoch",
             57.40,
-            "full",
+            "pretrained",
             "bassl-crn",
             "BaSSL, 40 epochs (encoder + CRN)",
         ),
@@ -233,7 +237,7 @@ REGISTRY: dict[str, WeightRecord] = {
                 "?Revision=master&FilePath=pytorch_model.pt"
             ),
             filename="modelscope-bassl.pt",
-            kind="full",
+            kind="finetuned",
             architecture="bassl-crn",
             preprocessing=BASSL_PREPROCESSING,
             licence="not checked: see the ModelScope model card",
@@ -288,8 +292,44 @@ def is_installed(record: WeightRecord) -> bool:
     return installed_path(record).is_file()
 
 
+IMPORTED_DIR = "imported"  # under weights_dir(): checkpoints converted by `weights import`
+
+
+def imported_path(name: str) -> Path:
+    """Where ``scenecut weights import ... --as NAME`` keeps the converted checkpoint."""
+    if not name or name in REGISTRY or not all(c.isalnum() or c in "-_." for c in name):
+        raise WeightsError(
+            f"{name!r} cannot name imported weights: use letters, digits, '-', '_' or '.', "
+            "and not a registered name"
+        )
+    return weights_dir() / IMPORTED_DIR / f"{name}.safetensors"
+
+
+def imported_names() -> list[str]:
+    folder = weights_dir() / IMPORTED_DIR
+    return sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+
+
+def boundary_models() -> list[tuple[str, Path]]:
+    """Installed checkpoints that can score boundaries, best first: pulled fine-tuned records
+    (in registry order), then imported models that carry a boundary head."""
+    found = [
+        (r.name, installed_path(r))
+        for r in REGISTRY.values()
+        if r.kind == "finetuned" and is_installed(r)
+    ]
+    if imported_names():
+        from scenecut.model import checkpoint_parts
+
+        for name in imported_names():
+            path = imported_path(name)
+            if "head_sbd" in checkpoint_parts(path):
+                found.append((name, path))
+    return found
+
+
 def resolve(name_or_path: str | os.PathLike) -> Path:
-    """A registered name that has been pulled, or an existing local file."""
+    """A registered name that has been pulled, an imported name, or an existing local file."""
     name = str(name_or_path)
     if name in REGISTRY:
         path = installed_path(REGISTRY[name])
@@ -298,15 +338,43 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
                 f"weights {name!r} are not downloaded; run `scenecut weights pull {name}`"
             )
         return path
+    if name in imported_names():
+        return imported_path(name)
     path = Path(name).expanduser()
     if path.is_file():
         return path
     if path.exists():
         raise WeightsError(f"{path} is not a file; give a checkpoint file or a registered name")
     raise WeightsError(
-        f"{name!r} is neither a registered weights name nor an existing file "
+        f"{name!r} is neither a registered or imported weights name nor an existing file "
         "(see `scenecut weights list`)"
     )
+
+
+@dataclass(frozen=True)
+class ImportedWeights:
+    name: str
+    path: Path
+    source: str  # the format it came from: modelscope, lightning, torchvision, scrl
+    parts: tuple[str, ...]  # which of shot_encoder, crn, head_sbd it holds
+    encoder: str
+
+
+def import_weights(path: str | os.PathLike, name: str, overwrite: bool = False) -> ImportedWeights:
+    """Convert a foreign checkpoint into our safetensors format under ``name`` in the cache.
+
+    The file is read as data only (``torch.load(weights_only=True)``), its keys mapped to ours
+    and checked tensor by tensor; a checkpoint that does not match is refused.
+    """
+    from scenecut.model import convert_checkpoint, read_checkpoint, save_state
+
+    dest = imported_path(name)
+    if dest.exists() and not overwrite:
+        raise WeightsError(f"imported weights {name!r} exist ({dest}); pass --overwrite")
+    state, config, source = convert_checkpoint(read_checkpoint(path), str(path))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    parts = save_state(state, config, dest)
+    return ImportedWeights(name, dest, source, parts, config.encoder)
 
 
 def download(

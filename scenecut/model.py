@@ -354,7 +354,8 @@ def build(config: ModelConfig) -> BaSSL:
 # Inference
 
 
-def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (fp32, bf16, fp16 or auto) on ``device``, or None."""
     if precision == "fp32":
         return None
     if precision in ("bf16", "fp16"):
@@ -366,17 +367,29 @@ def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return None
 
 
-def _preprocess(frames: torch.Tensor, config: ModelConfig, device: torch.device) -> torch.Tensor:
-    """``[N, H, W, 3]`` uint8 -> ``[N, 3, size, size]`` float normalised (BaSSL TEST transform)."""
+def preprocess(
+    frames: torch.Tensor,
+    resize: int,
+    crop: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    device: torch.device,
+) -> torch.Tensor:
+    """``[N, H, W, 3]`` uint8 -> ``[N, 3, crop, crop]`` normalised float (BaSSL TEST transform).
+
+    The shorter side is resized to ``resize`` (bicubic, antialiased; skipped when it already
+    is), then the centre ``crop`` square is taken.
+    """
     from torchvision.transforms.v2 import functional as TF
 
     x = frames.to(device).permute(0, 3, 1, 2)
-    x = TF.resize(x, [config.resize], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-    x = TF.center_crop(x, [config.image_size, config.image_size])
+    if min(x.shape[-2:]) != resize:
+        x = TF.resize(x, [resize], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+    x = TF.center_crop(x, [crop, crop])
     x = x.float().div_(255.0)
-    mean = torch.tensor(config.mean, device=device)[None, :, None, None]
-    std = torch.tensor(config.std, device=device)[None, :, None, None]
-    return (x - mean) / std
+    mean_t = torch.tensor(mean, device=device)[None, :, None, None]
+    std_t = torch.tensor(std, device=device)[None, :, None, None]
+    return (x - mean_t) / std_t
 
 
 def shot_features(
@@ -400,7 +413,7 @@ def shot_features(
     fused = config.encoder == "resnet50-9ch"
     if fused and k != config.keyframes:
         raise InputError(f"the SCRL encoder needs exactly {config.keyframes} keyframes per shot")
-    dtype = _autocast_dtype(device, precision)
+    dtype = autocast_dtype(device, precision)
     encoder = model.shot_encoder.to(device).eval()
     if device.type in ("cuda", "cpu") and config.encoder != "tiny":
         encoder.to(memory_format=torch.channels_last)
@@ -410,7 +423,10 @@ def shot_features(
         for start in range(0, n, step):
             chunk = frames[start : start + step]
             m = chunk.shape[0]
-            x = _preprocess(chunk.reshape(m * k, *chunk.shape[2:]), config, device)
+            images = chunk.reshape(m * k, *chunk.shape[2:])
+            x = preprocess(
+                images, config.resize, config.image_size, config.mean, config.std, device
+            )
             if fused:
                 x = x.reshape(m, k * 3, *x.shape[2:])
             x = x.contiguous(memory_format=torch.channels_last)
@@ -495,13 +511,31 @@ class BaSSLScorer:
 
 def save(model: BaSSL, config: ModelConfig, path: str | Path) -> None:
     """Write ``path`` atomically as safetensors with the config in the metadata."""
+    save_state(model.state_dict(), config, path)
+
+
+def save_state(state: dict[str, torch.Tensor], config: ModelConfig, path: str | Path) -> tuple:
+    """Write a (possibly partial: encoder only) state dict like ``save``; returns its parts."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    part = path.with_name(path.name + ".part")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    part = path.with_name(f".{path.name}.part")
     save_file(tensors, str(part), metadata={METADATA_KEY: config.to_json()})
     part.replace(path)
+    return tuple(p for p in PARTS if any(k.startswith(p + ".") for k in tensors))
+
+
+def checkpoint_parts(path: str | Path) -> tuple[str, ...]:
+    """Which of ``PARTS`` a scenecut safetensors file holds (reads the header only)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+    except (SafetensorError, OSError):
+        return ()
+    return tuple(p for p in PARTS if any(k.startswith(p + ".") for k in keys))
 
 
 def load(path: str | Path, device: str = "cpu") -> tuple[BaSSL, ModelConfig]:
@@ -741,6 +775,14 @@ def _fill_buffers(state: dict, config: ModelConfig) -> None:
         state.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0))
 
 
+def read_checkpoint(path: str | Path) -> object:
+    """Load a foreign checkpoint file as plain data (``weights_only``; never runs its code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint {path} does not exist")
+    return _torch_load(_read_bytes(path), str(path))
+
+
 def import_checkpoint(
     path: str | Path, source: str | None = None, config: ModelConfig | None = None
 ) -> tuple[dict[str, torch.Tensor], ModelConfig]:
@@ -750,11 +792,16 @@ def import_checkpoint(
     The result may hold only some of ``shot_encoder``/``crn``/``head_sbd`` (a torchvision or
     SCRL file is an encoder only); each part present is complete.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"checkpoint {path} does not exist")
-    obj = _torch_load(_read_bytes(path), str(path))
+    state, config, _ = convert_checkpoint(read_checkpoint(path), str(path), source, config)
+    return state, config
+
+
+def convert_checkpoint(
+    obj: object, what: str, source: str | None = None, config: ModelConfig | None = None
+) -> tuple[dict[str, torch.Tensor], ModelConfig, str]:
+    """``import_checkpoint`` on an already loaded object; also returns the detected source."""
     source = source or detect_source(obj)
+    log.info("%s: %s checkpoint", what, source)
     if source == "scrl":
         conv1 = obj.get("state_dict", obj).get("module.encoder_q.conv1.weight")
         if conv1 is not None and conv1.shape[1] == 9:
@@ -764,7 +811,7 @@ def import_checkpoint(
     _fill_buffers(state, config)
     parts = tuple(p for p in PARTS if any(k.startswith(p + ".") for k in state))
     required = PARTS if source == "modelscope" else ("shot_encoder",)
-    _check(state, config, tuple(dict.fromkeys(required + parts)), f"{path} ({source})")
+    _check(state, config, tuple(dict.fromkeys(required + parts)), f"{what} ({source})")
     with torch.device("meta"):
         probe = build(config)
     for part in parts:  # the authoritative check: torch's own strict loading, shapes included
@@ -772,5 +819,5 @@ def import_checkpoint(
         try:
             getattr(probe, part).load_state_dict(sub, strict=True, assign=True)
         except RuntimeError as error:
-            raise InputError(f"{path} ({source}): {part} does not load: {error}") from error
-    return state, config
+            raise InputError(f"{what} ({source}): {part} does not load: {error}") from error
+    return state, config, source

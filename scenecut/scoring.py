@@ -9,6 +9,7 @@ learned encoders reuse it; a learned boundary network (BaSSL's CRN) replaces it 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from scenecut.errors import UsageError
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 # real clips of ../shared/media, judged on contact sheets.
 LINK_REACH = 3
 LINK_DECAY = 0.2
+# Lowest similarity the link curve may centre on; encoders can set their own (``link_floor``).
+LINK_FLOOR = 0.55
 
 
 class Scorer(Protocol):
@@ -53,22 +56,120 @@ class CoherenceScorer:
         return self.encoder.embed(keyframes)
 
     def score(self, embeddings: np.ndarray) -> np.ndarray:
-        return link_scores(embeddings)
+        if getattr(self.encoder, "center", False):
+            embeddings = center_embeddings(embeddings)
+        return link_scores(embeddings, floor=getattr(self.encoder, "link_floor", LINK_FLOOR))
 
 
-def load_scorer(model: str) -> Scorer:
-    """Resolve ``--model``: a registered name (or, later, a checkpoint path)."""
-    if model in ("classic", "auto"):
+def center_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    """Remove the film's mean direction, keeping each embedding's norm (its confidence).
+
+    Pooled CNN features of any two frames share a large common component; without it, cosine
+    similarity says more about the content than about the film's overall look.
+    """
+    import numpy as np
+
+    norm = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    unit = embeddings / np.maximum(norm, 1e-8)
+    weight = np.minimum(norm, 1.0)
+    mean = (unit * weight).sum(axis=0) / max(float(weight.sum()), 1e-8)
+    centred = unit - mean
+    centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-8)
+    return (centred * norm).astype(np.float32)
+
+
+OFFLINE = ("classic", "effnet-lite0")  # models that need no download
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What ``--model`` resolved to: a built-in stack or a checkpoint file."""
+
+    name: str  # "classic", "effnet-lite0", a registered or imported name, or a file path
+    path: Path | None = None  # the checkpoint, for learned boundary models
+    note: str | None = None  # for ``auto``: why this one, and how to get a better one
+
+
+def choose_model(model: str = "auto") -> ModelChoice:
+    """Resolve ``--model``: ``auto``, ``classic``, ``effnet-lite0``, a weights name or a path.
+
+    ``auto`` takes the best installed model able to score boundaries (a pulled fine-tuned
+    checkpoint, else a model imported or trained by the user), else the offline ``classic``
+    stack: on the judged clips of tests/test_media.py it finds scenes better than the
+    EfficientNet-Lite0 features do (see the README's model section).
+    """
+    from scenecut import hub
+
+    if model in OFFLINE:
+        return ModelChoice(model)
+    if model != "auto":
+        known = model in hub.REGISTRY or model in hub.imported_names()
+        if not known and not Path(model).expanduser().exists():
+            raise UsageError(
+                f"unknown model {model!r}; use auto, {', '.join(OFFLINE)}, a weights name "
+                "(scenecut weights list) or a checkpoint file"
+            )
+        return ModelChoice(model, hub.resolve(model))
+    for name, path in hub.boundary_models():
+        return ModelChoice(name, path, f"model: {name} ({path})")
+    return ModelChoice(
+        "classic",
+        note="model: classic (no learned boundary model installed; "
+        "`scenecut weights pull modelscope-bassl` gets BaSSL)",
+    )
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; anything else is checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from error
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    return device
+
+
+def load_scorer(
+    model: str | ModelChoice = "auto",
+    device: str = "auto",
+    batch_size: int = 64,
+    precision: str = "auto",
+) -> Scorer:
+    """Build the scorer for ``--model`` (see ``choose_model``) on ``device``.
+
+    ``batch_size`` counts keyframe images per network call; ``precision`` is fp32, bf16, fp16
+    or auto (bf16/fp16 autocast on GPUs, bf16 on CPUs with native bf16).
+    """
+    choice = model if isinstance(model, ModelChoice) else choose_model(model)
+    if choice.name == "classic" and choice.path is None:
         from scenecut.embed import ClassicEncoder
 
         return CoherenceScorer(ClassicEncoder(), name="classic")
-    raise UsageError(f"unknown model {model!r}; available: classic (and auto = the best installed)")
+    if choice.name == "effnet-lite0" and choice.path is None:
+        from scenecut.effnet import EfficientNetEncoder
+
+        encoder = EfficientNetEncoder(resolve_device(device), batch_size, precision)
+        return CoherenceScorer(encoder, name="effnet-lite0")
+    from scenecut.model import BaSSLScorer
+
+    return BaSSLScorer.from_file(
+        choice.path,
+        device=resolve_device(device),
+        name=choice.name,
+        batch=batch_size,
+        precision=precision,
+    )
 
 
 _FAR_SAMPLE = 50_000  # far shot pairs used to calibrate links (all of them in films < ~330 shots)
 
 
-def _link_curve(e: np.ndarray) -> tuple[float, float]:
+def _link_curve(e: np.ndarray, floor: float = LINK_FLOOR) -> tuple[float, float]:
     """Midpoint and spread of the similarity -> same-scene-probability curve for one film.
 
     The midpoint sits between the typical similarity of neighbouring shots (mostly the same
@@ -89,12 +190,12 @@ def _link_curve(e: np.ndarray) -> tuple[float, float]:
     far = np.einsum("ij,ij->i", e[first], e[second])
     near_level = float(np.median(near)) if near.size else 0.9
     far_level = float(np.percentile(far, 25)) if far.size >= 8 else near_level - 0.35
-    mid = min(max(0.5 * (near_level + far_level), 0.55), 0.92)
+    mid = min(max(0.5 * (near_level + far_level), floor), 0.92)
     spread = max(0.25 * (near_level - far_level), 0.03)
     return mid, spread
 
 
-def link_scores(embeddings: np.ndarray) -> np.ndarray:
+def link_scores(embeddings: np.ndarray, floor: float = LINK_FLOOR) -> np.ndarray:
     """Boundary score of every gap: 1 - the strongest same-scene link crossing it.
 
     A link between shots a < b crosses every gap between them and weakens with the number of
@@ -111,7 +212,7 @@ def link_scores(embeddings: np.ndarray) -> np.ndarray:
     # An embedding's norm below 1 says how little the encoder saw (e.g. a black or title-card
     # shot); links through such shots count for less. Unit-norm encoders are unaffected.
     confidence = np.sqrt(np.minimum(norm, 1.0))
-    mid, spread = _link_curve(e)
+    mid, spread = _link_curve(e, floor)
     # links[d][a]: strength of the link from shot a to shot a + d, for d = 1..LINK_REACH
     links = {}
     for d in range(1, min(LINK_REACH, n - 1) + 1):

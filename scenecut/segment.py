@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scenecut.errors import UsageError
 from scenecut.result import SegmentResult, Settings, scenes_from_boundaries
+
+if TYPE_CHECKING:
+    from scenecut.scoring import Scorer
 
 EMBED_BATCH = 32  # shots per encoder call; bounds the keyframes held in memory
 
@@ -17,7 +22,10 @@ class SegmentOptions:
     detector: str = "adaptive"
     detector_threshold: float | None = None
     min_shot_seconds: float = 0.6
-    model: str = "classic"
+    model: str = "auto"
+    device: str = "auto"
+    batch_size: int = 64  # keyframe images per network call
+    precision: str = "auto"
     threshold: float = 0.5
     scenes: int | None = None
     min_scene_seconds: float = 0.0
@@ -35,6 +43,12 @@ class SegmentOptions:
             raise UsageError(f"--scenes must be at least 1, got {self.scenes}")
         if self.min_shot_seconds < 0 or self.min_scene_seconds < 0:
             raise UsageError("minimum shot and scene lengths must not be negative")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise UsageError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise UsageError(f"--precision must be auto, fp32, bf16 or fp16, not {self.precision}")
         if self.detector_threshold is not None and self.detector_threshold <= 0:
             raise UsageError(
                 f"--detector-threshold must be positive, got {self.detector_threshold}"
@@ -49,13 +63,15 @@ def segment(
     options: SegmentOptions | None = None,
     *,
     progress: Progress | None = None,
+    scorer: Scorer | None = None,
     **overrides,
 ) -> SegmentResult:
     """Cut the video at ``path`` into scenes.
 
     ``options`` (or keyword overrides of its fields, e.g. ``threshold=0.6``) choose the shot
     detector, the model and how scores become scenes. ``progress(stage, done, total)`` reports
-    decoding progress.
+    decoding progress. ``scorer`` (from ``scoring.load_scorer``) reuses a loaded model across
+    videos instead of loading ``options.model``.
     """
     import numpy as np
 
@@ -66,7 +82,8 @@ def segment(
     if overrides:
         options = SegmentOptions(**{**options.__dict__, **overrides})
     options.check()
-    scorer = load_scorer(options.model)
+    if scorer is None:
+        scorer = load_scorer(options.model, options.device, options.batch_size, options.precision)
 
     embeddings: list[np.ndarray] = []
     pending: list[np.ndarray] = []
@@ -170,6 +187,7 @@ def segment_to_files(
     out_dir: Path,
     *,
     progress: Progress | None = None,
+    scorer: Scorer | None = None,
 ) -> FilesResult:
     """``segment`` one video, then write its scene lists, clips, report and images to ``out_dir``.
 
@@ -185,7 +203,7 @@ def segment_to_files(
     if not export.to_stdout and not export.overwrite:
         targets = ex.result_paths(path, out_dir, export.formats)
         ex.refuse_existing([*targets, report_path] if export.report else targets)
-    result = segment(path, options, progress=progress)
+    result = segment(path, options, progress=progress, scorer=scorer)
     files: list[Path] = []
     text = ""
     if export.to_stdout:

@@ -52,6 +52,12 @@ def _no_error_logs(caplog):
 
 
 @pytest.fixture(autouse=True)
+def _empty_weights_cache(monkeypatch, tmp_path_factory):
+    """Tests never see the developer's pulled or imported weights (``--model auto`` would)."""
+    monkeypatch.setenv("SCENECUT_HOME", str(tmp_path_factory.mktemp("scenecut_home")))
+
+
+@pytest.fixture(autouse=True)
 def _no_debug(monkeypatch):
     monkeypatch.delenv("SCENECUT_DEBUG", raising=False)
     monkeypatch.setenv("COLUMNS", os.environ.get("COLUMNS", "120"))

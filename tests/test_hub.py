@@ -268,7 +268,7 @@ def test_registry_is_honest():
     for name, r in hub.REGISTRY.items():
         assert r.name == name
         assert r.sha256 is None or len(r.sha256) == 64
-        assert r.kind in ("encoder", "full")
+        assert r.kind in ("encoder", "pretrained", "finetuned")
         assert r.url or r.homepage
     assert hub.get("resnet50-imagenet-v2").sha256_prefix == "11ad3fa6"
     assert hub.get("bassl").sha256_prefix is None
