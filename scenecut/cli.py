@@ -224,14 +224,28 @@ def report_command(
 
 @app.command("eval")
 def eval_video(
-    video: Annotated[Path, typer.Argument(help="The video to segment and score.")],
-    truth: Annotated[
-        Path,
-        typer.Option(
-            help="True scene starts: scenecut JSON, a scene CSV, or one time per line "
-            "(seconds or HH:MM:SS.mmm)."
+    video: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The video to segment and score, or a .json written by `scenecut segment` "
+            "(its scenes are scored as they are). Leave out with --data."
         ),
-    ],
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="True scene starts for VIDEO: scenecut JSON, a scene CSV, or one time per "
+            "line (seconds or HH:MM:SS.mmm)."
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Evaluate on a labelled split of this MovieNet-style tree instead of a video.",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="The split of --data to evaluate.")] = "test",
     tolerance: Annotated[
         float, typer.Option(help="Seconds within which a boundary counts as found.")
     ] = 1.0,
@@ -267,7 +281,11 @@ def eval_video(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
 ) -> None:
-    """Score one video's scenes against a ground-truth scene list (JSON on stdout)."""
+    """Score scenes against the truth: one video with --truth, or a dataset split with --data.
+
+    Metrics as the papers compute them: AP pooled over all shot gaps (BaSSL), per-film mean AP
+    (LGSS mAP, SCRL AP), F1 at --threshold, mIoU (LGSS), Recall and Recall@3s. JSON on stdout.
+    """
     import json
 
     from scenecut.evaluate import evaluate_video, read_truth, report_dict
@@ -284,6 +302,10 @@ def eval_video(
     options.check()
     if tolerance <= 0:
         raise UsageError(f"--tolerance must be positive, got {tolerance}")
+    if (data is None) == (video is None):
+        raise UsageError("give either a VIDEO (with --truth) or --data ROOT, not both")
+    if video is not None and truth is None:
+        raise UsageError("--truth is required when scoring a video")
     targets = [output] if output else []
     if pr_curve is not None:
         targets += [pr_curve.with_suffix(".png"), pr_curve.with_suffix(".csv")]
@@ -291,8 +313,16 @@ def eval_video(
         if target.exists() and not overwrite:
             raise UsageError(f"{target} exists; pass --overwrite to replace it")
     console = _stderr()
-    with _progress(console, quiet, video.name) as progress:
-        result = segment(video, options, progress=progress)
+    if data is not None:
+        _eval_split(console, data, split, options, output, overwrite, quiet)
+        return
+    if video.suffix.lower() == ".json":
+        from scenecut.report import load_result
+
+        result = load_result(video)
+    else:
+        with _progress(console, quiet, video.name) as progress:
+            result = segment(video, options, progress=progress)
     truth_s = read_truth(truth, result.video.fps)
     evaluation = evaluate_video(result, truth_s, tolerance)
     if pr_curve is not None:
@@ -314,6 +344,57 @@ def eval_video(
         _evaluation_table(console, evaluation)
 
 
+def _eval_split(console, data: Path, split: str, options, output, overwrite, quiet) -> None:
+    import json
+
+    from scenecut.evaluate import evaluate_split
+    from scenecut.scoring import choose_model, load_scorer
+
+    choice = choose_model(options.model)
+    scorer = load_scorer(choice, options.device, options.batch_size, options.precision)
+    with _progress(console, quiet, f"{data.name}:{split}") as progress:
+        films = (lambda done, total: progress("films", done, total)) if progress else None
+        evaluation = evaluate_split(data, split, scorer, options.threshold, progress=films)
+    text = json.dumps(evaluation.to_dict(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from scenecut.export import atomic_write
+
+        atomic_write(output, text, overwrite=overwrite)
+    if not quiet:
+        _split_table(console, evaluation)
+        if choice.note:
+            console.print(choice.note)
+
+
+def _split_table(console, evaluation) -> None:
+    from rich.table import Table
+
+    s = evaluation.scores
+    title = (
+        f"{evaluation.model} on {evaluation.split} of {evaluation.root}: "
+        f"{s.films} films, {s.gaps} gaps, threshold {evaluation.threshold}"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("definition")
+    unit = "frames" if evaluation.frame_spans else "shots (no frame ranges in the tree)"
+    rows = [
+        ("AP", s.ap, "pooled over all gaps (BaSSL)"),
+        ("mAP", s.mean_ap, "per-film AP averaged (LGSS mAP, SCRL 'AP')"),
+        ("F1", s.f1, "pooled at the threshold (BaSSL)"),
+        ("mean F1", s.mean_f1, "per-film F1 averaged (SCRL)"),
+        ("mIoU", s.miou, f"LGSS scene coverage, per film, in {unit}"),
+        ("Recall", s.recall, "per film"),
+        ("Recall@3s", s.recall_at_3s, "LGSS/BaSSL, 24 fps assumed as they do"),
+    ]
+    for name, value, what in rows:
+        table.add_row(name, f"{100 * value:.2f}", what)
+    console.print(table)
+
+
 weights_app = typer.Typer(
     help="Pretrained checkpoints: list, describe and download them into the cache.",
     no_args_is_help=True,
@@ -322,6 +403,9 @@ app.add_typer(weights_app, name="weights")
 
 # Sub-command groups living in their own modules (each a typer.Typer named ``app``).
 # data: scenecut/cli_data.py
+from scenecut.cli_data import app as data_app  # noqa: E402
+
+app.add_typer(data_app, name="data")
 
 
 @weights_app.command("list")

@@ -195,3 +195,17 @@ class EfficientNetEncoder:
         direction = (feats * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-6)
         direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-8)
         return (direction * weights.max(axis=1)).astype(np.float32)
+
+
+def model_config(crn=None):
+    """A ``scenecut.model.ModelConfig`` whose shot encoder is EfficientNet-Lite0 (1280-d)."""
+    from scenecut.model import CRNConfig, ModelConfig
+
+    return ModelConfig(
+        encoder="effnet-lite0",
+        crn=crn or CRNConfig(input_dim=HEAD),
+        image_size=IMAGE_SIZE,
+        resize=IMAGE_SIZE,
+        mean=MEAN,
+        std=STD,
+    )

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENCODERS = ("resnet50", "resnet50-9ch", "tiny")
+ENCODERS = ("resnet50", "resnet50-9ch", "effnet-lite0", "tiny")
 SOURCES = ("modelscope", "lightning", "torchvision", "scrl")
 PARTS = ("shot_encoder", "crn", "head_sbd")
 METADATA_KEY = "scenecut_config"
@@ -76,7 +76,8 @@ class CRNConfig:
 class ModelConfig:
     """Everything needed to rebuild a model and feed it: stored inside every checkpoint."""
 
-    encoder: str = "resnet50"  # "resnet50" | "resnet50-9ch" (SCRL early fusion) | "tiny" (tests)
+    # "resnet50" | "resnet50-9ch" (SCRL early fusion) | "effnet-lite0" (offline) | "tiny" (tests)
+    encoder: str = "resnet50"
     crn: CRNConfig = field(default_factory=CRNConfig)
     image_size: int = 224
     resize: int = 256  # shorter side before the centre crop, bicubic
@@ -291,6 +292,18 @@ def _additive_mask(keep: torch.Tensor) -> torch.Tensor:
     return (1.0 - keep[:, None, None, :].float()) * -10000.0
 
 
+def _bert_init(module: nn.Module) -> None:
+    """BERT's initialisation (HF ``BertPreTrainedModel._init_weights``, range 0.02) for CRNs
+    trained from scratch; PyTorch's defaults (N(0, 1) position embeddings) drown the shots."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()
+
+
 class CRN(nn.Module):
     """BaSSL's TransformerCRN: ``[B, S, input_dim]`` shots -> (``[B, S+1, hidden]``, pooled)."""
 
@@ -302,6 +315,7 @@ class CRN(nn.Module):
         self.shot_embedding = ShotEmbedding(cfg)
         self.encoder = BertEncoder(cfg)
         self.register_buffer("attention_mask", _additive_mask(torch.ones(1, cfg.seq_len)))
+        self.apply(_bert_init)
 
     def forward(
         self, shots: torch.Tensor, mask: torch.Tensor | None = None
@@ -333,6 +347,14 @@ class BaSSL(nn.Module):
         channels = 3 * config.keyframes if config.encoder == "resnet50-9ch" else 3
         if config.encoder == "tiny":
             self.shot_encoder = TinyEncoder(config.crn.input_dim, channels)
+        elif config.encoder == "effnet-lite0":
+            from scenecut.effnet import HEAD, EfficientNetLite
+
+            if config.crn.input_dim != HEAD:
+                raise InputError(
+                    f"EfficientNet-Lite0 gives {HEAD}-d shots, not {config.crn.input_dim}"
+                )
+            self.shot_encoder = EfficientNetLite()
         else:
             if config.crn.input_dim != 2048:
                 raise InputError(f"ResNet-50 gives 2048-d shots, not {config.crn.input_dim}")

@@ -7,6 +7,7 @@ frames at the resolution the scorer asks for, so the file is decoded exactly onc
 
 from __future__ import annotations
 
+import importlib
 import logging
 import queue
 import threading
@@ -29,13 +30,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Detector name -> (PySceneDetect class name, name of its threshold argument, default threshold).
+# Detector name -> (class name, name of its threshold argument, default threshold). Classes are
+# PySceneDetect's, or "module:Class" for one with the same interface elsewhere.
 DETECTORS: dict[str, tuple[str, str, float]] = {
     "adaptive": ("AdaptiveDetector", "adaptive_threshold", 3.0),
     "content": ("ContentDetector", "threshold", 27.0),
     "threshold": ("ThresholdDetector", "threshold", 12.0),
     "histogram": ("HistogramDetector", "threshold", 0.20),
     "hash": ("HashDetector", "threshold", 0.35),
+    "transnetv2": ("scenecut.transnet:TransNetV2Detector", "threshold", 0.5),
 }
 DETECTION_WIDTH = 256  # PySceneDetect's DEFAULT_MIN_WIDTH
 KEYFRAMES_PER_SHOT = 3
@@ -58,14 +61,13 @@ class ShotDetection:
 
 
 def make_detector(name: str, threshold: float | None, min_shot_frames: int):
-    """Build the PySceneDetect detector called ``name`` with our threshold override."""
+    """Build the detector called ``name`` with our threshold override."""
     if name not in DETECTORS:
         raise UsageError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")
-    import scenedetect.detectors as sd
-
     class_name, arg, default = DETECTORS[name]
+    module, _, class_name = class_name.rpartition(":")
     kwargs = {arg: default if threshold is None else threshold, "min_scene_len": min_shot_frames}
-    return getattr(sd, class_name)(**kwargs)
+    return getattr(importlib.import_module(module or "scenedetect.detectors"), class_name)(**kwargs)
 
 
 def detect_shots(
@@ -101,7 +103,9 @@ def detect_shots(
     first_pts: Fraction | None = None
     # Decoding and downscaling run in a thread (PyAV and swscale release the GIL) while this
     # thread runs the detector: the two stages overlap, as in PySceneDetect.
-    staged = _in_thread(frames, lambda item: (item, _detection_image(item.frame, det_w, det_h)))
+    # A detector may make its own input from the decoded frame (TransNetV2 takes 48x27 pixels).
+    small = getattr(det, "detection_image", None) or (lambda f: _detection_image(f, det_w, det_h))
+    staged = _in_thread(frames, lambda item: (item, small(item.frame)))
     for item, image in staged:
         last = item
         if first_pts is None:

@@ -1,16 +1,21 @@
 """Synthetic films with known shots and scenes, for tests and benchmarks.
 
 A film is a run of scenes. Each scene happens in one *place*: a procedural panorama (three frames
-wide and high) with its own palette and layout. Each shot frames part of that panorama (zoom
-1-2x) and pans slowly across it; with ``reverse_shot`` a scene alternates two or three fixed
-camera angles, as a dialogue does. Cuts are hard, except the optional fades between scenes.
+wide and high) with its own palette and layout or, with ``places="photos"``, a photograph (see
+``find_photos``). Each shot frames part of that panorama (zoom 1-2x) and pans slowly across it;
+with ``reverse_shot`` a scene alternates two or three fixed camera angles, as a dialogue does.
+Cuts are hard, except the optional fades through black and dissolves between scenes.
+
+Every option beyond the original ones (photos, dissolves, grading, ``n_shots``, the transition
+mix) is off by default and draws from its own random stream, so the default spec renders the
+same pictures it always did.
 
 Frames are rendered with numpy straight into YUV 4:2:0 and piped to ffmpeg (libx264), one shot at
 a time, so memory stays bounded however long the film is. Keyframes come every ``gop`` frames
 only (x264's own scene-cut keyframes are off), so most cuts do not fall on a keyframe.
 
-Everything is drawn from ``FilmSpec.seed``: the same spec gives the same truth and, with the same
-ffmpeg, the same file.
+Everything is drawn from ``FilmSpec.seed``: the same spec gives the same truth and the same
+pictures; with ``threads=1`` and the same ffmpeg, the same file.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import colorsys
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -26,7 +32,7 @@ import subprocess
 import tempfile
 import wave
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -46,6 +52,9 @@ AUDIO_RATE = 16_000
 _THUMB = (3 * 64, 3 * 36)  # panorama size on which framings are chosen
 
 Progress = Callable[[int, int], None]  # (frames written, total frames)
+FrameSink = Callable[[int, bytes], None]  # (frame index, raw yuv420p bytes of that frame)
+
+PLACE_KINDS = ("procedural", "photos")
 
 
 @dataclass(frozen=True)
@@ -69,11 +78,33 @@ class FilmSpec:
     crf: int = 23
     preset: str = "veryfast"
     gop: int | None = None  # keyframe interval in frames [default: 2 s]
+    # --- opt-in knobs (their defaults leave the film exactly as without them) ---
+    # When set, scenes are added until the film has exactly this many shots (the last scene may
+    # then have fewer than shots_per_scene[0]); n_scenes is ignored.
+    n_shots: int | None = None
+    # "procedural", or "photos": each new place is a different photograph from find_photos()
+    # while they last, then procedural. The truth records each place's source.
+    places: str = "procedural"
+    # With revisit, the chance that a scene returns to an earlier place (one revisit is forced).
+    revisit_rate: float = 1 / 3
+    # Relative weights (cut, fade through black, dissolve) of each scene change. When set it
+    # replaces ``fades``; e.g. (0.6, 0.2, 0.2).
+    transitions: tuple[float, float, float] | None = None
+    # Length of a fade or dissolve in frames [default: half a second].
+    transition_frames: int | None = None
+    # Per-shot colour grading strength in [0, 1]: 1 = luma gain +-15%, gamma 0.75-1.25, chroma
+    # tint +-8 (on top of the small gain and tint every shot has). 0 = off.
+    grading: float = 0.0
+    # x264 threads [default: ffmpeg's choice]. Threaded x264 encodes differ from run to run;
+    # 1 makes the file itself repeatable byte for byte (the pictures always are).
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fps", Fraction(self.fps))
         object.__setattr__(self, "shots_per_scene", tuple(self.shots_per_scene))
         object.__setattr__(self, "shot_frames", tuple(self.shot_frames))
+        if self.transitions is not None:
+            object.__setattr__(self, "transitions", tuple(float(v) for v in self.transitions))
         self.check()
 
     def check(self) -> None:
@@ -94,10 +125,38 @@ class FilmSpec:
             raise UsageError(f"n_scenes {self.n_scenes}: must be >= 1")
         if self.total_frames is not None and self.total_frames < 1:
             raise UsageError(f"total_frames {self.total_frames}: must be >= 1")
+        if self.n_shots is not None and self.n_shots < 1:
+            raise UsageError(f"n_shots {self.n_shots}: must be >= 1")
+        if self.n_shots is not None and self.total_frames is not None:
+            raise UsageError("n_shots and total_frames both set: give one of them")
+        if self.places not in PLACE_KINDS:
+            raise UsageError(f"places {self.places!r}: use one of {', '.join(PLACE_KINDS)}")
+        if not 0.0 <= self.revisit_rate <= 1.0:
+            raise UsageError(f"revisit_rate {self.revisit_rate}: must be in [0, 1]")
+        if self.transitions is not None:
+            if len(self.transitions) != 3 or min(self.transitions) < 0 or not any(self.transitions):
+                raise UsageError(
+                    f"transitions {self.transitions}: need three weights (cut, fade, dissolve)"
+                    " >= 0, not all 0"
+                )
+            if self.fades:
+                raise UsageError(
+                    "fades and transitions both set: put the fade weight in transitions"
+                )
+        if self.transition_frames is not None and self.transition_frames < 2:
+            raise UsageError(f"transition_frames {self.transition_frames}: must be >= 2")
+        if not 0.0 <= self.grading <= 1.0:
+            raise UsageError(f"grading {self.grading}: must be in [0, 1]")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"threads {self.threads}: must be >= 1")
 
     @property
     def keyframe_interval(self) -> int:
         return self.gop or max(1, round(2 * self.fps))
+
+    @property
+    def transition_length(self) -> int:
+        return self.transition_frames or max(2, round(self.fps / 2))
 
 
 @dataclass
@@ -108,6 +167,16 @@ class FilmTruth:
     A fade between scenes covers ``fades[k] = (first, end)``: the outgoing shot darkens to a black
     last frame, the incoming shot starts on a black frame and brightens; the truth cut is the
     incoming shot's first frame, the second of the two black frames.
+
+    A dissolve covers ``dissolves[k] = (first, end)``, the same number of frames on each side of
+    the cut: each frame mixes the outgoing and incoming pictures, the
+    incoming weight rising linearly (before the cut the incoming shot is held on its first frame,
+    after it the outgoing one on its last). The truth cut is the middle of the dissolve,
+    ``(first + end) // 2``: the incoming shot's first frame, the first in which the incoming
+    picture weighs more than half.
+
+    ``place_sources[p]`` says where place ``p`` came from: ``"procedural"``, or a photo's name
+    (``"skimage:astronaut"``, ``"wallpaper:<path>"``).
     """
 
     path: Path
@@ -122,6 +191,8 @@ class FilmTruth:
     fades: list[tuple[int, int]]
     seed: int
     generator_version: int = GENERATOR_VERSION
+    dissolves: list[tuple[int, int]] = field(default_factory=list)
+    place_sources: list[str] = field(default_factory=list)
 
     @property
     def scene_starts(self) -> list[int]:
@@ -151,6 +222,7 @@ class FilmTruth:
         d["path"] = str(self.path)
         d["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
         d["fades"] = [list(f) for f in self.fades]
+        d["dissolves"] = [list(f) for f in self.dissolves]
         return d
 
     def to_json(self) -> str:
@@ -162,6 +234,7 @@ class FilmTruth:
         d["path"] = Path(d["path"])
         d["fps"] = Fraction(d["fps"])
         d["fades"] = [tuple(f) for f in d["fades"]]
+        d["dissolves"] = [tuple(f) for f in d.get("dissolves", [])]
         return cls(**d)
 
     @classmethod
@@ -186,6 +259,10 @@ class _Shot:
     disc: tuple[int, int, int, int, int] | None  # radius, x0, y0, x1, y1 in frame pixels (even)
     fade_in: int = 0  # frames at the start rising from black
     fade_out: int = 0  # frames at the end falling to black
+    dissolve_in: int = 0  # first frames mixed with the previous shot's last frame
+    dissolve_out: int = 0  # last frames mixed with the next shot's first frame
+    gamma: float = 1.0  # luma gamma of the grading
+    photo: Photo | None = None  # the place's photograph; None = procedural panorama
 
 
 def plan_film(spec: FilmSpec, path: Path | str = "") -> FilmTruth:
@@ -195,13 +272,20 @@ def plan_film(spec: FilmSpec, path: Path | str = "") -> FilmTruth:
 
 def _truth(spec: FilmSpec, path: Path, shots: list[_Shot]) -> FilmTruth:
     places: list[int] = []
+    sources: dict[int, str] = {}
     for s in shots:
         if s.scene == len(places):
             places.append(s.place)
+        sources.setdefault(s.place, s.photo.name if s.photo else "procedural")
     fades = [
         (s.start - prev.fade_out, s.start + s.fade_in)
         for prev, s in itertools.pairwise(shots)
         if s.fade_in
+    ]
+    dissolves = [
+        (s.start - prev.dissolve_out, s.start + s.dissolve_in)
+        for prev, s in itertools.pairwise(shots)
+        if s.dissolve_in
     ]
     return FilmTruth(
         path=path,
@@ -215,24 +299,38 @@ def _truth(spec: FilmSpec, path: Path, shots: list[_Shot]) -> FilmTruth:
         place_of_scene=places,
         fades=fades,
         seed=spec.seed,
+        dissolves=dissolves,
+        place_sources=[sources[p] for p in range(len(sources))],
     )
 
 
 def _plan(spec: FilmSpec) -> list[_Shot]:
     rng = np.random.default_rng([spec.seed, 0])
     lengths = _scene_lengths(spec, rng)
-    places = _places(len(lengths), spec.revisit, rng)
-    fade_at = _fade_boundaries(len(lengths), spec.fades, rng)
-    fade_len = max(2, round(spec.fps / 2))
+    places = _places(len(lengths), spec.revisit, rng, spec.revisit_rate)
+    if spec.transitions is None:
+        fade_at, dissolve_at = _fade_boundaries(len(lengths), spec.fades, rng), set()
+    else:
+        fade_at, dissolve_at = _transition_boundaries(len(lengths), spec)
+    photos = _place_photos(spec, max(places) + 1)
+    grades = np.random.default_rng([spec.seed, 5])
+    fade_len = spec.transition_length
     w, h = spec.width, spec.height
     shots: list[_Shot] = []
     thumbs: dict[int, np.ndarray] = {}
     start = 0
+    dissolve_in = 0  # frames of the next scene's first shot that belong to its dissolve
     for scene, scene_lengths in enumerate(lengths):
         angles = _angle_sequence(len(scene_lengths), spec.reverse_shot, rng)
+        photo = photos[places[scene]]
         if places[scene] not in thumbs:
-            thumbs[places[scene]] = _panorama(spec.seed, places[scene], *_THUMB)
-        framings = _framings(max(angles) + 1, thumbs[places[scene]], rng)
+            thumbs[places[scene]] = (
+                _photo_panorama(photo.path, *_THUMB)
+                if photo
+                else _panorama(spec.seed, places[scene], *_THUMB)
+            )
+        # Photos are less detailed than they are large: frame wider parts of them.
+        framings = _framings(max(angles) + 1, thumbs[places[scene]], rng, 1.5 if photo else 1.0)
         for k, n in enumerate(scene_lengths):
             fx, fy, fw, fh = framings[angles[k]]
             # Pan at most W/200 px a frame and 12% of the width over the shot: far too smooth
@@ -254,8 +352,28 @@ def _plan(spec: FilmSpec) -> list[_Shot]:
                 x1 = _even(np.clip(x0 + rng.uniform(-travel, travel), 0, w - 2 * r))
                 y1 = _even(np.clip(y0 + rng.uniform(-travel, travel) / 2, 0, h - 2 * r))
                 disc = (r, x0, y0, x1, y1)
+            last = k == len(scene_lengths) - 1
             fade_in = fade_len - fade_len // 2 if k == 0 and scene in fade_at else 0
-            fade_out = fade_len // 2 if k == len(scene_lengths) - 1 and scene + 1 in fade_at else 0
+            fade_out = fade_len // 2 if last and scene + 1 in fade_at else 0
+            fade_in = min(fade_in, n)
+            d_in, dissolve_in = (dissolve_in, 0) if k == 0 else (0, 0)
+            free = n - fade_in - d_in
+            d_out = 0
+            if last and scene + 1 in dissolve_at:
+                # Half the dissolve on each side of the cut, never more than half the incoming
+                # shot (it may need its other half for its own transition out).
+                d_out = dissolve_in = min(fade_len // 2, free, lengths[scene + 1][0] // 2)
+            gain = rng.uniform(0.92, 1.08)
+            tint = (rng.uniform(-4, 4), rng.uniform(-4, 4))
+            gamma = 1.0
+            if spec.grading:
+                g = spec.grading
+                gain *= grades.uniform(1 - 0.15 * g, 1 + 0.15 * g)
+                gamma = grades.uniform(1 - 0.25 * g, 1 + 0.25 * g)
+                tint = (
+                    tint[0] + grades.uniform(-8 * g, 8 * g),
+                    tint[1] + grades.uniform(-8 * g, 8 * g),
+                )
             shots.append(
                 _Shot(
                     start=start,
@@ -265,11 +383,15 @@ def _plan(spec: FilmSpec) -> list[_Shot]:
                     angle=angles[k],
                     box=(bx, by, bw, bh),
                     pan=(dx, dy),
-                    gain=rng.uniform(0.92, 1.08),
-                    tint=(rng.uniform(-4, 4), rng.uniform(-4, 4)),
+                    gain=gain,
+                    tint=tint,
                     disc=disc,
-                    fade_in=min(fade_in, n),
-                    fade_out=min(fade_out, n - min(fade_in, n)),
+                    fade_in=fade_in,
+                    fade_out=min(fade_out, free - d_out),
+                    dissolve_in=d_in,
+                    dissolve_out=d_out,
+                    gamma=gamma,
+                    photo=photo,
                 )
             )
             start += n
@@ -283,9 +405,10 @@ def _even(x: float) -> int:
 def _scene_lengths(spec: FilmSpec, rng: np.random.Generator) -> list[list[int]]:
     lo, hi = spec.shot_frames
     scenes: list[list[int]] = []
-    total = 0
+    total = count = 0
+    open_ended = spec.total_frames is not None or spec.n_shots is not None
     while True:
-        if spec.total_frames is None and len(scenes) == spec.n_scenes:
+        if not open_ended and len(scenes) == spec.n_scenes:
             return scenes
         scene: list[int] = []
         for _ in range(int(rng.integers(spec.shots_per_scene[0], spec.shots_per_scene[1] + 1))):
@@ -296,19 +419,22 @@ def _scene_lengths(spec: FilmSpec, rng: np.random.Generator) -> list[list[int]]:
                     n = left
             scene.append(n)
             total += n
-            if total == spec.total_frames:
+            count += 1
+            if total == spec.total_frames or count == spec.n_shots:
                 scenes.append(scene)
                 return scenes
         scenes.append(scene)
 
 
-def _places(n_scenes: int, revisit: bool, rng: np.random.Generator) -> list[int]:
+def _places(
+    n_scenes: int, revisit: bool, rng: np.random.Generator, rate: float = 1 / 3
+) -> list[int]:
     """Place of each scene: a new one, or with ``revisit`` sometimes an earlier non-adjacent one."""
     forced = int(rng.integers(2, n_scenes)) if revisit and n_scenes >= 3 else -1
     places: list[int] = []
     for s in range(n_scenes):
         earlier = sorted({p for p in places[: max(0, s - 1)] if p != places[s - 1]})
-        if earlier and (s == forced or rng.random() < 1 / 3):
+        if earlier and (s == forced or rng.random() < rate):
             places.append(int(rng.choice(earlier)))
         else:
             places.append(max(places, default=-1) + 1)
@@ -323,6 +449,15 @@ def _fade_boundaries(n_scenes: int, fades: bool, rng: np.random.Generator) -> se
     return chosen or {int(rng.integers(1, n_scenes))}
 
 
+def _transition_boundaries(n_scenes: int, spec: FilmSpec) -> tuple[set[int], set[int]]:
+    """Scenes entered through a fade, and through a dissolve, drawn from ``spec.transitions``."""
+    assert spec.transitions is not None
+    rng = np.random.default_rng([spec.seed, 4])
+    weights = np.array(spec.transitions) / sum(spec.transitions)
+    kinds = {s: int(rng.choice(3, p=weights)) for s in range(1, n_scenes)}
+    return {s for s, k in kinds.items() if k == 1}, {s for s, k in kinds.items() if k == 2}
+
+
 def _angle_sequence(n_shots: int, reverse_shot: bool, rng: np.random.Generator) -> list[int]:
     if not reverse_shot or n_shots < 2:
         return list(range(n_shots))
@@ -334,9 +469,11 @@ def _angle_sequence(n_shots: int, reverse_shot: bool, rng: np.random.Generator) 
 
 
 def _framings(
-    n: int, thumb: np.ndarray, rng: np.random.Generator
+    n: int, thumb: np.ndarray, rng: np.random.Generator, scale: float = 1.0
 ) -> list[tuple[float, float, float, float]]:
     """``n`` crop windows (panorama fractions, zoom 1-2x) that look clearly different.
+
+    A window is ``scale`` times half the panorama at zoom 1.
 
     Candidates are compared on ``thumb``, a small render of the panorama, with the measure
     PySceneDetect's content detector uses, so every cut between two of them is detectable.
@@ -347,7 +484,7 @@ def _framings(
     for _ in range(n):
         best, best_view, best_score = None, None, -1.0
         for _try in range(64):
-            f = 0.5 / rng.uniform(1.0, 2.0)
+            f = scale * 0.5 / rng.uniform(1.0, 2.0)
             cand = (rng.uniform(0, 1 - f), rng.uniform(0, 1 - f), f, f)
             view = _hsv(_resample(thumb, (cand[0] * tw, cand[1] * th, f * tw, f * th), 32, 18))
             diff = min((float(np.abs(view - v).mean()) for v in views), default=255.0)
@@ -390,6 +527,93 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 # --- places ----------------------------------------------------------------------------------
+
+# Colour photographs shipped inside the scikit-image wheel (no download), varied enough that
+# framings of one photo look different. Left out: retina (its framings look alike, so cuts
+# between them go unseen) and hubble_deep_field (its star noise makes x264 keyframes pulse,
+# which detectors take for cuts).
+SKIMAGE_PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "ihc.png",
+)
+WALLPAPER_DIRS = ("/usr/share/backgrounds", "/usr/share/wallpapers")
+_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str  # "skimage:astronaut" or "wallpaper:<path>"
+    path: Path
+
+
+@functools.cache
+def find_photos() -> tuple[Photo, ...]:
+    """The photographs this machine has for ``places="photos"``, in a fixed order.
+
+    scikit-image's bundled colour photos (``SKIMAGE_PHOTOS``) when scikit-image is installed,
+    then Debian desktop wallpapers under ``WALLPAPER_DIRS`` (of a KDE theme's many sizes of one
+    picture, the largest file). Empty when there are none: films then use procedural places.
+    """
+    import importlib.util
+
+    photos: list[Photo] = []
+    spec = importlib.util.find_spec("skimage")
+    if spec and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+        for name in SKIMAGE_PHOTOS:
+            if (folder / name).is_file():
+                photos.append(Photo(f"skimage:{Path(name).stem}", folder / name))
+    seen: set[Path] = set()
+    for top in map(Path, WALLPAPER_DIRS):
+        if not top.is_dir():
+            continue
+        best: dict[Path, Path] = {}  # theme folder -> its largest picture
+        for path in sorted(top.rglob("*")):
+            if path.suffix.lower() not in _PHOTO_SUFFIXES or not path.is_file():
+                continue
+            real = path.resolve()
+            if real in seen or real.stat().st_size < 20_000:
+                continue
+            seen.add(real)
+            # KDE themes hold one picture in many sizes under <theme>/contents/images/.
+            parts = path.relative_to(top).parts
+            theme = top.joinpath(*parts[: parts.index("contents")]) if "contents" in parts else path
+            if theme not in best or real.stat().st_size > best[theme].stat().st_size:
+                best[theme] = path
+        photos += [Photo(f"wallpaper:{p}", p) for p in sorted(best.values())]
+    return tuple(photos)
+
+
+def _place_photos(spec: FilmSpec, n_places: int) -> list[Photo | None]:
+    """The photograph of each place: distinct ones in a seeded order, then None (procedural)."""
+    if spec.places != "photos":
+        return [None] * n_places
+    library = find_photos()
+    if not library:
+        log.info("synth: no photographs found, using procedural places")
+        return [None] * n_places
+    order = np.random.default_rng([spec.seed, 6]).permutation(len(library))
+    return [library[int(order[p])] if p < len(library) else None for p in range(n_places)]
+
+
+@functools.lru_cache(maxsize=16)
+def _photo_panorama(path: Path, width: int, height: int) -> np.ndarray:
+    """``path`` centre-cropped to the panorama's shape and resized: float32 RGB in [0, 1]."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    scale = min(rgb.width / width, rgb.height / height)
+    cw, ch = min(width * scale, rgb.width), min(height * scale, rgb.height)
+    left, top = max(0.0, (rgb.width - cw) / 2), max(0.0, (rgb.height - ch) / 2)
+    rgb = rgb.resize((width, height), Image.Resampling.BICUBIC, (left, top, left + cw, top + ch))
+    pano = np.asarray(rgb, dtype=np.float32) / 255.0
+    pano.flags.writeable = False
+    return pano
 
 
 def _palette(seed: int, place: int) -> list[tuple[float, float, float]]:
@@ -485,6 +709,8 @@ def _canvas(pano: np.ndarray, shot: _Shot, w: int, h: int) -> tuple[np.ndarray, 
     bx, by, bw, bh = shot.box
     cw, ch = w + abs(shot.pan[0]), h + abs(shot.pan[1])
     yuv = _to_yuv(_resample(pano, (bx * pw, by * ph, bw * pw, bh * ph), cw, ch))
+    if shot.gamma != 1.0:
+        yuv[..., 0] = 16 + 219 * np.clip((yuv[..., 0] - 16) / 219, 0, 1) ** shot.gamma
     yuv[..., 0] = 16 + (yuv[..., 0] - 16) * shot.gain
     yuv[..., 1] += shot.tint[0]
     yuv[..., 2] += shot.tint[1]
@@ -502,51 +728,142 @@ def _disc_masks(r: int) -> tuple[np.ndarray, np.ndarray]:
     return luma, chroma
 
 
-def _shot_frames(shot: _Shot, canvas: tuple[np.ndarray, ...], accent, w: int, h: int):
-    """Yield each frame of ``shot`` as the bytes of its Y, Cb and Cr planes."""
-    cy_, cb_, cr_ = canvas
-    dx, dy = shot.pan
-    n = shot.length
-    masks = _disc_masks(shot.disc[0]) if shot.disc else None
-    for i in range(n):
-        t = i / (n - 1) if n > 1 else 0.0
-        ox = _even(t * abs(dx)) if dx >= 0 else abs(dx) - _even(t * abs(dx))
-        oy = _even(t * abs(dy)) if dy >= 0 else abs(dy) - _even(t * abs(dy))
-        planes = [
+class _View:
+    """One shot's pictures: any frame index, clamped to the shot (held before and after it)."""
+
+    def __init__(self, shot: _Shot, pano: np.ndarray, accent: tuple[int, ...], w: int, h: int):
+        self.shot, self.accent, self.w, self.h = shot, accent, w, h
+        self.canvas = _canvas(pano, shot, w, h)
+        self.masks = _disc_masks(shot.disc[0]) if shot.disc else None
+
+    def planes(self, i: int) -> list[np.ndarray]:
+        """Y, Cb, Cr of frame ``i`` (may be views into the canvas: do not modify)."""
+        shot = self.shot
+        dx, dy = shot.pan
+        n = shot.length
+        t = min(max(i / (n - 1), 0.0), 1.0) if n > 1 else 0.0
+        if shot.photo is None:
+            ox = _even(t * abs(dx)) if dx >= 0 else abs(dx) - _even(t * abs(dx))
+            oy = _even(t * abs(dy)) if dy >= 0 else abs(dy) - _even(t * abs(dy))
+            planes = self._crop(ox, oy)
+        else:
+            planes = self._subpixel_crop(t)
+        level = 1.0
+        if 0 <= i < shot.fade_in:
+            level = i / shot.fade_in
+        elif n - shot.fade_out <= i < n:
+            level = (n - 1 - i) / shot.fade_out
+        if self.masks is not None or level < 1.0:
+            planes = [p.copy() for p in planes]
+        if self.masks is not None:
+            r, x0, y0, x1, y1 = shot.disc
+            x, y = _even(x0 + (x1 - x0) * t), _even(y0 + (y1 - y0) * t)
+            planes[0][y : y + 2 * r, x : x + 2 * r][self.masks[0]] = self.accent[0]
+            for p, value in zip(planes[1:], self.accent[1:], strict=True):
+                p[y // 2 : y // 2 + r, x // 2 : x // 2 + r][self.masks[1]] = value
+        if level < 1.0:
+            for p, zero in zip(planes, (16, 128, 128), strict=True):
+                p[...] = np.rint(zero + (p.astype(np.float32) - zero) * level).astype(np.uint8)
+        return planes
+
+    def _crop(self, ox: int, oy: int) -> list[np.ndarray]:
+        cy_, cb_, cr_ = self.canvas
+        w, h = self.w, self.h
+        return [
             cy_[oy : oy + h, ox : ox + w],
             cb_[oy // 2 : (oy + h) // 2, ox // 2 : (ox + w) // 2],
             cr_[oy // 2 : (oy + h) // 2, ox // 2 : (ox + w) // 2],
         ]
-        level = 1.0
-        if i < shot.fade_in:
-            level = i / shot.fade_in
-        elif i >= n - shot.fade_out:
-            level = (n - 1 - i) / shot.fade_out
-        if masks is not None or level < 1.0:
-            planes = [p.copy() for p in planes]
-        if masks is not None:
-            r, x0, y0, x1, y1 = shot.disc
-            x, y = _even(x0 + (x1 - x0) * t), _even(y0 + (y1 - y0) * t)
-            planes[0][y : y + 2 * r, x : x + 2 * r][masks[0]] = accent[0]
-            for p, value in zip(planes[1:], accent[1:], strict=True):
-                p[y // 2 : y // 2 + r, x // 2 : x // 2 + r][masks[1]] = value
-        if level < 1.0:
-            for p, zero in zip(planes, (16, 128, 128), strict=True):
-                p[...] = np.rint(zero + (p.astype(np.float32) - zero) * level).astype(np.uint8)
+
+    def _subpixel_crop(self, t: float) -> list[np.ndarray]:
+        """The crop at fractional offsets: detailed photos pan smoothly, not in 2 px jumps.
+
+        Procedural places keep whole even steps: they are smooth enough, and old films stay the
+        same.
+        """
+        dx, dy = self.shot.pan
+        x = t * abs(dx) if dx >= 0 else abs(dx) - t * abs(dx)
+        y = t * abs(dy) if dy >= 0 else abs(dy) - t * abs(dy)
+        x0, y0 = 2 * int(x // 2), 2 * int(y // 2)  # pans are even, so x0 <= abs(dx)
+        x1, y1 = min(x0 + 2, abs(dx)), min(y0 + 2, abs(dy))
+        fx = (x - x0) / 2 if x1 > x0 else 0.0
+        fy = (y - y0) / 2 if y1 > y0 else 0.0
+        corners = [
+            (self._crop(x0, y0), (1 - fx) * (1 - fy)),
+            (self._crop(x1, y0), fx * (1 - fy)),
+            (self._crop(x0, y1), (1 - fx) * fy),
+            (self._crop(x1, y1), fx * fy),
+        ]
+        planes = []
+        for k in range(3):
+            acc = sum(c[k].astype(np.float32) * wgt for c, wgt in corners if wgt > 0)
+            planes.append(np.rint(acc).astype(np.uint8))
+        return planes
+
+
+def _mix(a: list[np.ndarray], b: list[np.ndarray], weight: float) -> list[np.ndarray]:
+    """``a`` cross-faded towards ``b`` by ``weight`` (0 = a, 1 = b)."""
+    return [
+        np.rint(p.astype(np.float32) * (1 - weight) + q.astype(np.float32) * weight).astype(
+            np.uint8
+        )
+        for p, q in zip(a, b, strict=True)
+    ]
+
+
+def _shot_frames(
+    view: _View, before: Callable[[], _View] | None, after: Callable[[], _View] | None
+) -> Iterator[bytes]:
+    """Each frame of ``view``'s shot as the bytes of its Y, Cb and Cr planes.
+
+    ``before`` and ``after`` give the neighbouring shots' views, needed only for dissolves.
+    """
+    shot = view.shot
+    n = shot.length
+    for i in range(n):
+        planes = view.planes(i)
+        if before is not None and i < shot.dissolve_in:
+            # Incoming half of a dissolve of 2 * dissolve_in frames: this frame is at position
+            # dissolve_in + i; the outgoing shot is held on its last frame.
+            prev = before()
+            weight = (shot.dissolve_in + i + 0.5) / (2 * shot.dissolve_in)
+            planes = _mix(prev.planes(prev.shot.length - 1), planes, weight)
+        elif after is not None and i >= n - shot.dissolve_out:
+            k = i - (n - shot.dissolve_out)  # position in the dissolve
+            weight = (k + 0.5) / (2 * shot.dissolve_out)
+            planes = _mix(planes, after().planes(0), weight)
         yield b"".join(p.tobytes() for p in planes)
 
 
 def _render(spec: FilmSpec, shots: list[_Shot]) -> Iterator[tuple[_Shot, Iterator[bytes]]]:
     """Each shot with an iterator over its frames as raw yuv420p bytes."""
     w, h = spec.width, spec.height
-    place, pano, accent = -1, None, ()
-    for shot in shots:
-        if shot.place != place:
-            place = shot.place
-            pano = _panorama(spec.seed, place, PANORAMA_SCALE * w, PANORAMA_SCALE * h)
-            yuv = _to_yuv(np.array(_palette(spec.seed, place)[-1], np.float32))
-            accent = tuple(int(v) for v in np.clip(np.rint(yuv), 0, 255))
-        yield shot, _shot_frames(shot, _canvas(pano, shot, w, h), accent, w, h)
+    panos: dict[int, tuple[np.ndarray, tuple[int, ...]]] = {}
+    views: dict[int, _View] = {}
+
+    def place(shot: _Shot) -> tuple[np.ndarray, tuple[int, ...]]:
+        if shot.place not in panos:
+            panos.clear()  # keep the current place only (a dissolve adds the next one)
+            if shot.photo:
+                pano = _photo_panorama(shot.photo.path, PANORAMA_SCALE * w, PANORAMA_SCALE * h)
+            else:
+                pano = _panorama(spec.seed, shot.place, PANORAMA_SCALE * w, PANORAMA_SCALE * h)
+            yuv = _to_yuv(np.array(_palette(spec.seed, shot.place)[-1], np.float32))
+            panos[shot.place] = pano, tuple(int(v) for v in np.clip(np.rint(yuv), 0, 255))
+        return panos[shot.place]
+
+    def view(k: int) -> _View:
+        if k not in views:
+            views[k] = _View(shots[k], *place(shots[k]), w, h)
+        return views[k]
+
+    for k, shot in enumerate(shots):
+        for old in [j for j in views if j < k - 1]:
+            del views[old]
+        before = functools.partial(view, k - 1) if shot.dissolve_in else None
+        after = functools.partial(view, k + 1) if shot.dissolve_out else None
+        current = view(k)
+        yield shot, _shot_frames(current, before, after)
 
 
 def make_film(
@@ -554,12 +871,14 @@ def make_film(
     spec: FilmSpec | None = None,
     *,
     progress: Progress | None = None,
+    frame_sink: FrameSink | None = None,
     **params,
 ) -> FilmTruth:
     """Render a film to ``path`` (format from the suffix) and return its truth.
 
     ``params`` override fields of ``spec`` (or of the default ``FilmSpec``), e.g.
-    ``make_film(p, seed=3, n_scenes=5)``. The file appears only when complete.
+    ``make_film(p, seed=3, n_scenes=5)``. The file appears only when complete. ``frame_sink``
+    is called with every frame as rendered, before encoding (see ``yuv420_to_rgb``).
     """
     spec = dataclasses.replace(spec or FilmSpec(), **params)
     path = Path(path)
@@ -578,7 +897,9 @@ def make_film(
         assert proc.stdin is not None
         try:
             for shot, frames in _render(spec, shots):
-                for frame in frames:
+                for i, frame in enumerate(frames):
+                    if frame_sink:
+                        frame_sink(shot.start + i, frame)
                     proc.stdin.write(frame)
                 if progress:
                     progress(shot.start + shot.length, truth.frame_count)
@@ -599,6 +920,27 @@ def make_film(
     return truth
 
 
+def yuv420_to_rgb(frame: bytes, width: int, height: int) -> np.ndarray:
+    """A raw yuv420p frame (BT.601 limited range, as rendered) as ``[H, W, 3]`` uint8 RGB.
+
+    Chroma is upsampled by repeating each sample 2x2.
+    """
+    y_size, c_size = width * height, (width // 2) * (height // 2)
+    data = np.frombuffer(frame, dtype=np.uint8)
+    luma = data[:y_size].reshape(height, width).astype(np.float32)
+    chroma = [
+        data[y_size + k * c_size : y_size + (k + 1) * c_size]
+        .reshape(height // 2, width // 2)
+        .repeat(2, axis=0)
+        .repeat(2, axis=1)
+        .astype(np.float32)
+        for k in range(2)
+    ]
+    yuv = np.stack([luma, *chroma], axis=-1) - _YUV_OFFSET
+    rgb = yuv @ np.linalg.inv(_RGB_TO_YUV)
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
 def _encode_command(spec: FilmSpec, out: Path, audio: Path | None) -> list[str]:
     fps = f"{spec.fps.numerator}/{spec.fps.denominator}"
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
@@ -607,6 +949,8 @@ def _encode_command(spec: FilmSpec, out: Path, audio: Path | None) -> list[str]:
     if audio:
         cmd += ["-i", str(audio), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "48k"]
     cmd += ["-c:v", "libx264", "-preset", spec.preset, "-crf", str(spec.crf)]
+    if spec.threads:
+        cmd += ["-threads", str(spec.threads)]
     cmd += ["-g", str(spec.keyframe_interval), "-sc_threshold", "0", "-pix_fmt", "yuv420p"]
     return [*cmd, str(out)]
 

@@ -1,0 +1,250 @@
+"""Shot features: one ``.npy`` per film written by ``scenecut train extract``, read by fine-tuning.
+
+A feature folder holds ``<video_id>.npy`` (``[shots, dim]`` float32, shot order, the mean of the
+encoder's output over the shot's 3 keyframes as BaSSL extracts them, or the 9-channel early
+fusion for SCRL's encoder), ``features.json`` (the model configuration and where the features
+came from) and ``encoder.safetensors`` (the shot encoder, so that fine-tuning can write a
+complete model that ``scenecut segment --model`` runs on videos).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from scenecut.errors import InputError, UsageError
+from scenecut.model import ModelConfig
+
+META = "features.json"
+ENCODER = "encoder.safetensors"
+
+
+# --------------------------------------------------------------------------------------------
+# Encoders
+
+
+def load_encoder(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """``effnet-lite0`` (shipped ImageNet weights), a weights name or a checkpoint path ->
+    the model configuration and a state dict holding at least ``shot_encoder.*``."""
+    from scenecut import hub
+    from scenecut import model as M
+
+    if spec == "effnet-lite0":
+        from scenecut import effnet
+
+        state = {f"shot_encoder.{k}": v for k, v in effnet.load_lite0().state_dict().items()}
+        return effnet.model_config(), state
+    path = hub.resolve(spec)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+        if M.METADATA_KEY not in metadata:
+            raise InputError(f"{path} has no scenecut model configuration in its metadata")
+        config = ModelConfig.from_json(metadata[M.METADATA_KEY])
+    else:
+        state, config = M.import_checkpoint(path)
+    if not any(k.startswith("shot_encoder.") for k in state):
+        raise InputError(f"{path} holds no shot encoder; extract needs one")
+    return config, state
+
+
+class ImageTransform:
+    """BaSSL's TEST transform on ``[N, 3, H, W]`` uint8 (picklable, for loader workers)."""
+
+    def __init__(self, config: ModelConfig):
+        self.resize, self.crop = config.resize, config.image_size
+        self.mean = torch.tensor(config.mean)[None, :, None, None]
+        self.std = torch.tensor(config.std)[None, :, None, None]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        if min(images.shape[-2:]) != self.resize:
+            images = TF.resize(
+                images, [self.resize], interpolation=TF.InterpolationMode.BICUBIC, antialias=True
+            )
+        images = TF.center_crop(images, [self.crop, self.crop])
+        return (images.float() / 255.0 - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    out: Path
+    written: list[str]
+    skipped: list[str]
+    shots: int
+    seconds: float
+
+
+def extract(
+    tree_root: str | Path,
+    encoder: str,
+    out: str | Path,
+    *,
+    split: str = "pretrain",
+    batch_shots: int = 32,
+    workers: int = 2,
+    precision: str = "auto",
+    rank: int = 0,
+    world: int = 1,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> ExtractResult:
+    """Write the shot features of every film of ``split`` (this rank's share: films
+    ``rank::world``). Films already written with the right shot count are skipped, so an
+    interrupted extraction resumes; each file appears complete or not at all."""
+    from scenecut import model as M
+    from scenecut.data import read_tree
+    from scenecut.loader import FilmShots
+
+    out = Path(out)
+    tree = read_tree(tree_root)
+    config, state = load_encoder(encoder)
+    net = M.build(config)
+    shot_encoder = net.shot_encoder
+    shot_encoder.load_state_dict(
+        {k[len("shot_encoder.") :]: v for k, v in state.items() if k.startswith("shot_encoder.")}
+    )
+    device = torch.device(device)
+    shot_encoder = shot_encoder.to(device).eval()
+    if config.encoder != "tiny":
+        shot_encoder = shot_encoder.to(memory_format=torch.channels_last)
+    dtype = M.autocast_dtype(device, precision)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        encoder_state = {k: v for k, v in state.items() if k.startswith(("shot_encoder.", "crn."))}
+        M.save_state(encoder_state, config, out / ENCODER)
+        meta = {"encoder": encoder, "config": json.loads(config.to_json()), "tree": str(tree_root)}
+        _write_text(out / META, json.dumps(meta, indent=1) + "\n")
+    movies = tree.split(split)[rank::world]
+    written, skipped, shots, start = [], [], 0, time.perf_counter()
+    transform = ImageTransform(config)
+    fused = config.encoder == "resnet50-9ch"
+    for done, movie in enumerate(movies):
+        target = out / f"{movie.video_id}.npy"
+        if _complete(target, movie.num_shots):
+            skipped.append(movie.video_id)
+            continue
+        dataset = FilmShots(tree, movie.video_id, transform=transform, keyframes="all")
+        loader = DataLoader(dataset, batch_size=batch_shots, num_workers=workers)
+        feats = []
+        with torch.inference_mode():
+            for batch in loader:
+                x = batch["images"].to(device)  # [b, 3, C, H, W]
+                b, k = x.shape[:2]
+                x = x.reshape(b, k * x.shape[2], *x.shape[3:]) if fused else x.flatten(0, 1)
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=bool(dtype)):
+                    y = shot_encoder(x).float()
+                feats.append((y if fused else y.reshape(b, k, -1).mean(dim=1)).cpu())
+        array = torch.cat(feats).numpy().astype(np.float32)
+        part = target.with_name(f".{target.name}.part")
+        with open(part, "wb") as f:
+            np.save(f, array)
+        os.replace(part, target)
+        written.append(movie.video_id)
+        shots += movie.num_shots
+        if progress:
+            progress(done + 1, len(movies))
+    return ExtractResult(out, written, skipped, shots, time.perf_counter() - start)
+
+
+def _complete(path: Path, shots: int) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        return np.load(path, mmap_mode="r").shape[0] == shots
+    except (OSError, ValueError):
+        return False
+
+
+def _write_text(path: Path, text: str) -> None:
+    part = path.with_name(f".{path.name}.part")
+    part.write_text(text)
+    os.replace(part, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading them back
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    root: Path
+    config: ModelConfig
+    encoder: str
+
+    @classmethod
+    def open(cls, root: str | Path) -> FeatureSet:
+        root = Path(root)
+        if not (root / META).is_file():
+            raise InputError(f"{root} is not a feature folder (no {META}); run `train extract`")
+        meta = json.loads((root / META).read_text())
+        return cls(root, ModelConfig.from_json(json.dumps(meta["config"])), meta["encoder"])
+
+    def film(self, video_id: str) -> np.ndarray:
+        path = self.root / f"{video_id}.npy"
+        if not path.is_file():
+            raise InputError(f"{path} is missing; run `scenecut train extract` on this tree")
+        return np.load(path, mmap_mode="r")
+
+    def encoder_state(self) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.root / ENCODER))
+
+
+class FeatureWindows(Dataset):
+    """BaSSL fine-tuning items: for every labelled shot, the ``2n+1`` shot features centred on
+    it (indices clipped, so edge shots repeat) and the label of the gap after it."""
+
+    def __init__(self, features: FeatureSet, movies, neighbor_size: int = 8):
+        self.features = features
+        self.movies = [m for m in movies if m.labels is not None]
+        if not self.movies:
+            raise InputError("no labelled films to fine-tune on")
+        self.n = neighbor_size
+        self.items = [(i, s) for i, m in enumerate(self.movies) for s in range(m.num_shots - 1)]
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _film(self, i: int) -> np.ndarray:
+        if i not in self._cache:
+            film = self.features.film(self.movies[i].video_id)
+            if film.shape[0] != self.movies[i].num_shots:
+                raise InputError(
+                    f"{self.movies[i].video_id}: {film.shape[0]} feature rows for "
+                    f"{self.movies[i].num_shots} shots; extract again"
+                )
+            self._cache[i] = film
+        return self._cache[i]
+
+    def __getitem__(self, index: int) -> dict:
+        m, center = self.items[index]
+        film = self._film(m)
+        idx = np.clip(np.arange(center - self.n, center + self.n + 1), 0, film.shape[0] - 1)
+        return {
+            "windows": torch.from_numpy(np.ascontiguousarray(film[idx], dtype=np.float32)),
+            "label": torch.tensor(int(self.movies[m].labels[center])),
+        }
+
+
+def check_features(features: FeatureSet, config: ModelConfig) -> None:
+    if features.config.crn.input_dim != config.crn.input_dim:
+        raise UsageError(
+            f"features are {features.config.crn.input_dim}-d but the CRN expects "
+            f"{config.crn.input_dim}-d inputs"
+        )

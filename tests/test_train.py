@@ -1,0 +1,212 @@
+"""Training loop: fine-tuning quality, exact resume, 2-process = 1-process, extraction."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from scenecut import data, features, train  # noqa: E402
+from scenecut import model as M  # noqa: E402
+
+DIM = 16
+TINY = M.ModelConfig(
+    encoder="tiny",
+    crn=M.CRNConfig(
+        input_dim=DIM,
+        hidden_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=128,
+        neighbor_size=4,
+    ),
+    resize=40,
+    image_size=32,
+)
+FILMS = 64
+NO_DROPOUT = ["model.crn.hidden_dropout_prob=0", "model.crn.attention_probs_dropout_prob=0"]
+
+
+def _write_features(folder: Path, config: M.ModelConfig) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    net = M.build(config)
+    state = {f"shot_encoder.{k}": v for k, v in net.shot_encoder.state_dict().items()}
+    M.save_state(state, config, folder / features.ENCODER)
+    meta = {"encoder": "test", "config": json.loads(config.to_json()), "tree": ""}
+    (folder / features.META).write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """64 films of 4-6 scenes, each scene one of 4 places (never the previous one) seen through
+    noisy shot features: 56 films to train on, 4 to validate, 4 held out for testing."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    places = rng.normal(size=(4, DIM))
+    movies = []
+    (root / "features").mkdir()
+    for f in range(FILMS):
+        rows, labels, place = [], [], -1
+        for _ in range(int(rng.integers(4, 7))):
+            place = int(rng.choice([p for p in range(len(places)) if p != place]))
+            n = int(rng.integers(2, 6))
+            rows += [places[place] + 0.5 * rng.normal(size=DIM) for _ in range(n)]
+            labels += [0] * (n - 1) + [1]
+        vid = f"tt{f:07d}"
+        shots = [(8 * i, 8 * i + 8) for i in range(len(rows))]
+        images = (rng.integers(0, 256, (3, 12, 16, 3), dtype=np.uint8) for _ in shots)
+        movies.append(data.write_movie(root, vid, shots, images, labels[:-1]))
+        np.save(root / "features" / f"{vid}.npy", np.asarray(rows, dtype=np.float32))
+    ids = [m.video_id for m in movies]
+    data.write_annotations(root, movies, {"train": ids[:-8], "val": ids[-8:-4], "test": ids[-4:]})
+    _write_features(root / "features", TINY)
+    return root
+
+
+def _config(corpus: Path, out: Path, *sets: str) -> train.TrainConfig:
+    return train.make_config(
+        "finetune",
+        data=str(corpus),
+        out=str(out),
+        features=str(corpus / "features"),
+        sets=["batch_size=32", "lr=1e-3", "warmup=0.1", "workers=0", "log_every=1", *sets],
+    )
+
+
+def _run(config: train.TrainConfig, on_log=None) -> str | None:
+    return train.train_entry(json.dumps(dataclasses.asdict(config)), on_log, device="cpu")
+
+
+def _test_ap(corpus: Path, model_file: str) -> float:
+    model, _ = M.load(model_file)
+    tree = data.read_tree(corpus)
+    scores = train.score_features(
+        model, features.FeatureSet.open(corpus / "features"), tree.split("test")
+    )
+    return scores["ap"]
+
+
+def test_finetune_reaches_high_ap_on_held_out_film(corpus, tmp_path):
+    config = _config(corpus, tmp_path / "run", "epochs=10")
+    done = _run(config)
+    assert done == str(tmp_path / "run" / train.MODEL_FILE)
+    records = [json.loads(line) for line in (tmp_path / "run" / train.METRICS).open()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    assert any(r.get("best") for r in records)
+    assert _test_ap(corpus, done) >= 0.9
+    saved = json.loads((tmp_path / "run" / train.CONFIG).read_text())
+    assert saved["lr"] == 1e-3 and saved["optimizer"] == "adam" and saved["warmup"] == 0.1
+
+
+def _weights(path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(corpus, tmp_path):
+    whole = _config(corpus, tmp_path / "whole", "epochs=2")
+    _run(whole)
+    cut = _config(corpus, tmp_path / "cut", "epochs=2", "max_steps=5")
+    assert _run(cut) is None
+    state = torch.load(tmp_path / "cut" / train.CHECKPOINT, weights_only=True)
+    assert state["state"]["step"] == 5
+    resumed = _config(corpus, tmp_path / "cut", "epochs=2")
+    _run(resumed)
+    a, b = (
+        _weights(tmp_path / "whole" / train.MODEL_FILE),
+        _weights(tmp_path / "cut" / train.MODEL_FILE),
+    )
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(corpus, tmp_path):
+    config = _config(corpus, tmp_path / "run", "epochs=2")
+
+    def interrupt(record):
+        if record.get("step") == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, interrupt)
+    saved = torch.load(tmp_path / "run" / train.CHECKPOINT, weights_only=True)
+    assert saved["state"]["step"] == 3
+    assert _run(config) is not None
+    final = torch.load(tmp_path / "run" / train.CHECKPOINT, weights_only=True)
+    assert final["state"]["epoch"] == 2 and final["state"]["step"] > 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_take_the_same_step_as_one(corpus, tmp_path):
+    # SGD: Adam's first step is lr * sign(gradient), which float summation order can flip
+    sets = ["epochs=1", "max_steps=1", "optimizer=sgd", "lr=0.5", *NO_DROPOUT]
+    one = _config(corpus, tmp_path / "one", *sets)
+    two = _config(corpus, tmp_path / "two", *sets)
+    train.launch(train.train_entry, json.dumps(dataclasses.asdict(one)), None, "cpu")
+    train.launch(
+        train.train_entry,
+        json.dumps(dataclasses.asdict(two)),
+        None,
+        "cpu",
+        procs=2,
+        master_port=_free_port(),
+    )
+    a = torch.load(tmp_path / "one" / train.CHECKPOINT, weights_only=True)["module"]
+    b = torch.load(tmp_path / "two" / train.CHECKPOINT, weights_only=True)["module"]
+    start = train.BoundaryHead(train.with_overrides(TINY, {})).state_dict()
+    moved = 0
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+        moved += not torch.equal(a[key], start[key]) if key in start else 0
+    assert moved > 0
+
+
+def test_extract_writes_one_file_per_film_and_resumes(corpus, tmp_path):
+    encoder = tmp_path / "tiny.safetensors"
+    torch.manual_seed(1)
+    M.save(M.build(TINY), TINY, encoder)
+    out = tmp_path / "feats"
+    first = features.extract(corpus, str(encoder), out, workers=0, precision="fp32")
+    assert len(first.written) == FILMS and not first.skipped
+    tree = data.read_tree(corpus)
+    films = features.FeatureSet.open(out)
+    for movie in tree.movies.values():
+        assert films.film(movie.video_id).shape == (movie.num_shots, DIM)
+    # the features are the mean over the 3 keyframes of the encoder's output
+    model, _ = M.load(encoder)
+    keyframes = tree.load_keyframes("tt0000000", 0)[None]
+    direct = M.shot_features(model, keyframes, precision="fp32")[0].numpy()
+    assert np.allclose(films.film("tt0000000")[0], direct, atol=1e-4)
+    again = features.extract(corpus, str(encoder), out, workers=0, precision="fp32")
+    assert not again.written and len(again.skipped) == FILMS
+    parts = M.checkpoint_parts(out / features.ENCODER)
+    assert parts == ("shot_encoder", "crn")
+
+
+def test_bad_settings_are_usage_errors(corpus, tmp_path):
+    from scenecut.errors import OutputError, UsageError
+
+    with pytest.raises(UsageError, match="unknown training settings"):
+        _config(corpus, tmp_path, "nonsense=1")
+    with pytest.raises(UsageError, match="--set takes key=value"):
+        _config(corpus, tmp_path, "epochs")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(OutputError, match="--resume"):
+        train.check_run_folder(tmp_path / "busy", resume=False, overwrite=False)
+    train.check_run_folder(tmp_path / "busy", resume=True, overwrite=False)
