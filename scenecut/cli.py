@@ -406,6 +406,9 @@ app.add_typer(weights_app, name="weights")
 from scenecut.cli_data import app as data_app  # noqa: E402
 
 app.add_typer(data_app, name="data")
+from scenecut.cli_train import app as train_app  # noqa: E402
+
+app.add_typer(train_app, name="train")
 
 
 @weights_app.command("list")

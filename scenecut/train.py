@@ -748,6 +748,98 @@ def score_features(model: nn.Module, features, movies) -> dict[str, float]:
     return {k: v for k, v in dataclasses.asdict(scores).items() if isinstance(v, float)}
 
 
+# --------------------------------------------------------------------------------------------
+# Pre-training (BaSSL section 2, SCRL section 4): objectives from scenecut.pretext
+
+
+def pretrain_model_config(config: TrainConfig):
+    """The backbone's ``ModelConfig`` for ``--encoder`` with ``--set model.*`` overrides."""
+    from scenecut import model as M
+
+    if config.encoder == "effnet-lite0":
+        from scenecut.effnet import model_config
+
+        base = model_config()
+    elif config.encoder == "tiny":
+        base = M.ModelConfig(encoder="tiny", crn=M.CRNConfig(input_dim=128))
+    else:
+        base = M.ModelConfig(encoder=config.encoder)
+    overrides = {"image_size": config.image_size, **config.model}
+    if config.image_size != 224 and "resize" not in config.model:
+        overrides["resize"] = round(config.image_size * 256 / 224)
+    return with_overrides(base, overrides)
+
+
+def pretrain_task(config: TrainConfig) -> Task:
+    from scenecut import model as M
+    from scenecut import pretext
+    from scenecut.loader import train_transform
+
+    model_config = pretrain_model_config(config)
+    settings = dict(config.pretext)
+    if config.method == "scrl" and config.init:
+        settings.setdefault("imagenet_weights", config.init)
+    pcfg = pretext.PretrainConfig(
+        method=config.method,
+        batch_size=config.batch_size,
+        neighbor_size=model_config.crn.neighbor_size,
+        **settings,
+    )
+    objective = pretext.build_objective(model_config, pcfg)
+    if config.init and config.method != "scrl":
+        from scenecut.features import load_encoder
+
+        init_config, state = load_encoder(config.init)
+        if init_config.encoder != model_config.encoder:
+            raise UsageError(
+                f"--init {config.init} is a {init_config.encoder} encoder, not {config.encoder}"
+            )
+        mine = objective.state_dict()
+        fitting = {k: v for k, v in state.items() if k in mine and mine[k].shape == v.shape}
+        objective.load_state_dict(fitting, strict=False)
+        log.info("initialised %d tensors from %s", len(fitting), config.init)
+    if config.method == "scrl":
+        source = _puzzles(config)
+        dataset = pretext.pretrain_dataset(source, pcfg, size=config.image_size)
+    else:
+        transform = train_transform(config.image_size)
+        dataset = pretext.pretrain_dataset(config.data, pcfg, transform=transform)
+
+    def export(module: nn.Module, run: Path) -> Path:
+        M.save_state(module.backbone_state(), model_config, run / MODEL_FILE)
+        return run / MODEL_FILE
+
+    def scrl_groups(module: nn.Module, c: TrainConfig) -> list[dict]:
+        params = [p for p in module.parameters() if p.requires_grad]
+        return [{"params": params, "weight_decay": c.weight_decay}]
+
+    return Task(
+        objective,
+        dataset,
+        export=export,
+        after_step=objective.after_step,
+        find_unused=True,
+        param_groups=scrl_groups if config.method == "scrl" else None,
+    )
+
+
+def _puzzles(config: TrainConfig) -> Path:
+    """SCRL reads puzzles: ``--data`` is a puzzle folder, or a tree whose training films are
+    made into puzzles under the run folder first (rank 0; the others wait)."""
+    from scenecut.puzzles import make_puzzles
+
+    data = Path(config.data)
+    if (data / "shot_num.json").is_file():
+        return data
+    out = config.run / "puzzles"
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        make_puzzles(data, out, split=config.train_split)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return out
+
+
 def _record_errors(fn):
     """torchrun's error recording: a failing worker's exception reaches the launcher."""
     from torch.distributed.elastic.multiprocessing.errors import record
@@ -762,15 +854,31 @@ def train_entry(config_json: str, on_log: Log | None = None, device: str = "auto
     dist = init_dist(device)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    if config.task == "finetune":
-        task = finetune_task(config)
-    else:
-        from scenecut.pretext import pretrain_task
-
-        task = pretrain_task(config)
+    task = finetune_task(config) if config.task == "finetune" else pretrain_task(config)
     try:
         done = fit(task, config, dist, on_log)
     finally:
         if dist.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     return str(done) if done else None
+
+
+@_record_errors
+def extract_entry(args_json: str, device: str = "auto") -> dict:
+    """One feature-extraction process: this rank's share of the films."""
+    from scenecut.features import extract
+
+    args = json.loads(args_json)
+    dist = init_dist(device)
+    try:
+        result = extract(**args, rank=dist.rank, world=dist.world, device=dist.device)
+    finally:
+        if dist.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+    return {
+        "written": len(result.written),
+        "skipped": len(result.skipped),
+        "shots": result.shots,
+        "seconds": result.seconds,
+    }

@@ -210,3 +210,62 @@ def test_bad_settings_are_usage_errors(corpus, tmp_path):
     with pytest.raises(OutputError, match="--resume"):
         train.check_run_folder(tmp_path / "busy", resume=False, overwrite=False)
     train.check_run_folder(tmp_path / "busy", resume=True, overwrite=False)
+
+
+TINY_SETS = [
+    "--set", "workers=0", "--set", "log_every=1", "--set", "model.crn.hidden_size=64",
+    "--set", "model.crn.num_attention_heads=4", "--set", "model.crn.intermediate_size=128",
+    "--set", "model.crn.num_hidden_layers=1", "--set", "model.crn.neighbor_size=4",
+]  # fmt: skip
+
+
+def _cli(exe, *args):
+    import subprocess
+
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
+
+
+def test_cli_finetune_then_segment_with_the_model(scenecut_exe, corpus, film, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "finetune", "--data", str(corpus), "--features", str(corpus / "features"),
+            "--out", str(run), "--epochs", "2", "--batch-size", "32", "--lr", "1e-3",
+            *TINY_SETS]  # fmt: skip
+    proc = _cli(scenecut_exe, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(run / train.MODEL_FILE)
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert records and "loss" in records[0] and any("val" in r for r in records)
+    again = _cli(scenecut_exe, *args)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    seg = _cli(scenecut_exe, "segment", str(film.path), "--model", str(run / train.MODEL_FILE),
+               "--stdout", "-q")  # fmt: skip
+    assert seg.returncode == 0, seg.stderr
+    assert len(json.loads(seg.stdout)["boundary_scores"]) == len(film.shot_starts) - 1
+
+
+def test_cli_pretrain_extract_resume(scenecut_exe, corpus, tmp_path):
+    run = tmp_path / "pre"
+    base = ["train", "pretrain", "--data", str(corpus), "--out", str(run), "--method", "bassl",
+            "--encoder", "tiny", "--batch-size", "4", "--epochs", "1", "--lr", "0.05",
+            *TINY_SETS, "--set", "image_size=32", "--set", "model.crn.input_dim=16",
+            "--set", "pretext.head_hidden=32", "--set", "pretext.head_dim=16"]  # fmt: skip
+    first = _cli(scenecut_exe, *base, "--max-steps", "2")
+    assert first.returncode == 0, first.stderr
+    saved = torch.load(run / train.CHECKPOINT, weights_only=True)
+    assert saved["state"]["step"] == 2
+    records = [json.loads(line) for line in first.stderr.splitlines() if line.startswith("{")]
+    assert {"ssm_loss", "cgm_loss", "pp_loss", "msm_loss"} <= set(records[-1])
+    more = _cli(scenecut_exe, *base, "--max-steps", "4", "--resume")
+    assert more.returncode == 0, more.stderr
+    assert torch.load(run / train.CHECKPOINT, weights_only=True)["state"]["step"] == 4
+    done = _cli(scenecut_exe, *base, "--resume")
+    assert done.returncode == 0, done.stderr
+    model_file = run / train.MODEL_FILE
+    assert done.stdout.strip() == str(model_file)
+    assert M.checkpoint_parts(model_file) == ("shot_encoder", "crn")
+    feats = tmp_path / "feats"
+    ext = _cli(scenecut_exe, "train", "extract", "--data", str(corpus), "--encoder",
+               str(model_file), "--out", str(feats), "--workers", "0")  # fmt: skip
+    assert ext.returncode == 0, ext.stderr
+    assert len(list(feats.glob("*.npy"))) == FILMS
+    assert features.FeatureSet.open(feats).config.crn.input_dim == 16
