@@ -741,7 +741,7 @@ def score_features(model: nn.Module, features, movies) -> dict[str, float]:
 
     films = []
     for movie in movies:
-        probs = boundary_probs(model, torch.from_numpy(np.asarray(features.film(movie.video_id))))
+        probs = boundary_probs(model, torch.from_numpy(np.array(features.film(movie.video_id))))
         spans = list(movie.shots) if movie.shots else [(i, i + 1) for i in range(movie.num_shots)]
         films.append(Film(movie.video_id, list(movie.labels), probs.tolist(), spans))
     scores = score_films(films)

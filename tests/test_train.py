@@ -269,3 +269,53 @@ def test_cli_pretrain_extract_resume(scenecut_exe, corpus, tmp_path):
     assert ext.returncode == 0, ext.stderr
     assert len(list(feats.glob("*.npy"))) == FILMS
     assert features.FeatureSet.open(feats).config.crn.input_dim == 16
+
+
+def test_config_file_then_set_overrides(corpus, tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('epochs = 3\nlr = 0.002\n[model]\n"crn.hidden_size" = 96\n')
+    config = train.make_config(
+        "finetune",
+        toml,
+        ["lr=0.003", "model.crn.num_attention_heads=4"],
+        data=str(corpus),
+        out=str(tmp_path / "o"),
+    )
+    assert config.epochs == 3 and config.lr == 0.003 and config.batch_size == 1024
+    assert config.model == {"crn.hidden_size": 96, "crn.num_attention_heads": 4}
+    pre = train.make_config("pretrain", data="d", out="o")
+    assert (pre.optimizer, pre.lr, pre.batch_size, pre.warmup) == ("lars", 0.3, 256, 0.1)
+    scrl = train.make_config("pretrain", data="d", out="o", method="scrl")
+    assert (scrl.optimizer, scrl.schedule, scrl.encoder) == (
+        "sgd",
+        "quarter-cosine",
+        "resnet50-9ch",
+    )
+
+
+def test_gradient_accumulation_counts_optimizer_steps(corpus, tmp_path):
+    config = _config(corpus, tmp_path / "acc", "epochs=1", "micro_batch=8")
+    _run(config)
+    state = torch.load(tmp_path / "acc" / train.CHECKPOINT, weights_only=True)["state"]
+    items = sum(
+        m.num_shots - 1 for m in data.read_tree(corpus).split("train")
+    )  # one window per labelled shot
+    assert state["step"] == items // 32
+
+
+def test_the_same_command_runs_under_torchrun(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "tr"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-port", str(_free_port()), "-m", "scenecut", "train", "finetune",
+         "--data", str(corpus), "--features", str(corpus / "features"), "--out", str(run),
+         "--epochs", "1", "--batch-size", "32", "--max-steps", "2", *TINY_SETS],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert torch.load(run / train.CHECKPOINT, weights_only=True)["state"]["step"] == 2
+    lines = (run / train.METRICS).read_text().splitlines()
+    assert len(lines) == 2  # rank 0 alone writes the metrics
