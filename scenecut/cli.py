@@ -99,7 +99,10 @@ def segment(
     ] = "scene",
     detector: Annotated[
         str,
-        typer.Option(help="Shot detector: adaptive, content, threshold, histogram, hash."),
+        typer.Option(
+            help="Shot detector: adaptive, content, threshold, histogram, hash, or transnetv2 "
+            "(learned; finds fades and dissolves)."
+        ),
     ] = "adaptive",
     detector_threshold: Annotated[
         float | None,

@@ -49,6 +49,15 @@ class SegmentOptions:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise UsageError(f"--precision must be auto, fp32, bf16 or fp16, not {self.precision}")
+        if (
+            self.detector == "transnetv2"
+            and self.detector_threshold is not None
+            and not 0 < self.detector_threshold < 1
+        ):
+            raise UsageError(
+                "--detector-threshold for transnetv2 is a probability between 0 and 1, "
+                f"got {self.detector_threshold}"
+            )
         if self.detector_threshold is not None and self.detector_threshold <= 0:
             raise UsageError(
                 f"--detector-threshold must be positive, got {self.detector_threshold}"

@@ -402,7 +402,12 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
             "lower --batch-size"
         )
     total_steps = steps_per_epoch * config.epochs
-    module = task.module.to(dist.device)
+    module = task.module
+    if dist.world > 1 and dist.device.type == "cuda":
+        # BaSSL trains with SyncBatchNorm; gloo on CPU has no such kernel (nor need: tests)
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    module = module.to(dist.device)
+    task.module = module
     optimizer, scheduler = build_optimizer(task, config, total_steps, steps_per_epoch)
     autocast, dtype = _autocast(dist.device, config.precision)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=dtype == torch.float16)
