@@ -27,6 +27,21 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        help="Boundary model: auto (best installed), effnet-lite0, classic, "
+        "a weights name or a checkpoint path."
+    ),
+]
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
+BatchOption = Annotated[
+    int, typer.Option(help="Keyframe images per network call (lower it if memory is short).")
+]
+PrecisionOption = Annotated[
+    str, typer.Option(help="auto (bf16/fp16 where fast), fp32, bf16 or fp16.")
+]
+
 FORMATS_HELP = (
     "Comma-separated scene-list formats: json, csv, edl, otio, fcpxml, chapters, vtt, srt."
 )
@@ -109,22 +124,10 @@ def segment(
         typer.Option(help="Shot detector threshold [default: the detector's own]."),
     ] = None,
     min_shot_len: Annotated[float, typer.Option(help="Minimum shot length in seconds.")] = 0.6,
-    model: Annotated[
-        str,
-        typer.Option(
-            help="Boundary model: auto (best installed), effnet-lite0, classic, "
-            "a weights name or a checkpoint path."
-        ),
-    ] = "auto",
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
-    ] = "auto",
-    batch_size: Annotated[
-        int, typer.Option(help="Keyframe images per network call (lower it if memory is short).")
-    ] = 64,
-    precision: Annotated[
-        str, typer.Option(help="auto (bf16/fp16 where fast), fp32, bf16 or fp16.")
-    ] = "auto",
+    model: ModelOption = "auto",
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 64,
+    precision: PrecisionOption = "auto",
     threshold: Annotated[
         float, typer.Option(help="Boundary score above which a shot gap starts a new scene.")
     ] = 0.5,
@@ -252,22 +255,10 @@ def eval_video(
     tolerance: Annotated[
         float, typer.Option(help="Seconds within which a boundary counts as found.")
     ] = 1.0,
-    model: Annotated[
-        str,
-        typer.Option(
-            help="Boundary model: auto (best installed), effnet-lite0, classic, "
-            "a weights name or a checkpoint path."
-        ),
-    ] = "auto",
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
-    ] = "auto",
-    batch_size: Annotated[
-        int, typer.Option(help="Keyframe images per network call (lower it if memory is short).")
-    ] = 64,
-    precision: Annotated[
-        str, typer.Option(help="auto (bf16/fp16 where fast), fp32, bf16 or fp16.")
-    ] = "auto",
+    model: ModelOption = "auto",
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 64,
+    precision: PrecisionOption = "auto",
     detector: Annotated[str, typer.Option(help="Shot detector.")] = "adaptive",
     threshold: Annotated[float, typer.Option(help="Boundary score threshold.")] = 0.5,
     output: Annotated[
