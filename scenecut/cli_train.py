@@ -167,7 +167,9 @@ def finetune(
     data: Annotated[Path, typer.Option(help="MovieNet-style tree with labels and splits.")],
     features: Annotated[Path, typer.Option(help="Feature folder from `train extract`.")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint, metrics, model.")],
-    head: Annotated[str, typer.Option(help="crn (BaSSL).")] = "crn",
+    head: Annotated[
+        str, typer.Option(help="crn (BaSSL) or lstm (SCRL's BiLSTM protocol).")
+    ] = "crn",
     epochs: Annotated[int | None, typer.Option(help="[default: 20]")] = None,
     batch_size: Annotated[int | None, typer.Option(help="[default: 1024]")] = None,
     lr: Annotated[float | None, typer.Option(help="[default: 1e-5]")] = None,
@@ -187,10 +189,6 @@ def finetune(
 ) -> None:
     """Train the CRN boundary head on labelled windows (best epoch on --set val_split=...);
     writes OUT/model.safetensors for `scenecut segment --model`."""
-    if head != "crn":
-        from scenecut.errors import UsageError
-
-        raise UsageError("--head lstm (SCRL's BiLSTM protocol) is not implemented yet; use crn")
     given = dict(
         data=str(data), features=str(features), out=str(out), head=head, epochs=epochs,
         batch_size=batch_size, lr=lr, workers=workers, max_steps=max_steps,

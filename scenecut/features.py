@@ -248,3 +248,48 @@ def check_features(features: FeatureSet, config: ModelConfig) -> None:
             f"features are {features.config.crn.input_dim}-d but the CRN expects "
             f"{config.crn.input_dim}-d inputs"
         )
+
+
+class FeatureClips(Dataset):
+    """SCRL's BiLSTM training clips: per film ``labelled // seq_len - 1`` clips (at least one
+    when the film is long enough) of ``seq_len`` consecutive labelled shots from an offset drawn
+    per film and epoch; the clip's last label is forced to 0, and with probability
+    ``shuffle_scenes`` the clip is cut after each boundary and its scenes put in random order
+    (REFERENCE.md 4.5). Items: ``clip`` ``[seq_len, D]`` and ``labels`` ``[seq_len]``."""
+
+    def __init__(self, features: FeatureSet, movies, seq_len: int = 40, shuffle_scenes=1.0):
+        if seq_len < 4 or seq_len % 4:
+            raise UsageError(f"seq_len must be a positive multiple of 4, got {seq_len}")
+        self.features, self.seq_len, self.shuffle_scenes = features, seq_len, shuffle_scenes
+        self.movies = [m for m in movies if m.labels is not None and len(m.labels) >= seq_len]
+        if not self.movies:
+            raise InputError(f"no labelled film has {seq_len} shots for the BiLSTM clips")
+        self.items = []
+        for i, m in enumerate(self.movies):
+            count = max(1, len(m.labels) // seq_len - 1)
+            self.items += [(i, k) for k in range(count)]
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        m, k = self.items[index]
+        movie = self.movies[m]
+        count = max(1, len(movie.labels) // self.seq_len - 1)
+        # one offset per film and epoch, shared by its clips (independent of worker order)
+        room = len(movie.labels) - count * self.seq_len
+        offset = int(np.random.default_rng([self.epoch, m]).integers(0, room + 1))
+        start = offset + k * self.seq_len
+        film = self.features.film(movie.video_id)
+        clip = np.array(film[start : start + self.seq_len], dtype=np.float32)
+        labels = np.array(movie.labels[start : start + self.seq_len], dtype=np.int64)
+        labels[-1] = 0
+        if float(torch.rand(())) < self.shuffle_scenes:
+            ends = [i + 1 for i in np.nonzero(labels)[0]] + [self.seq_len]
+            pieces = [(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True) if b > a]
+            order = torch.randperm(len(pieces)).tolist()
+            clip = np.concatenate([clip[pieces[i][0] : pieces[i][1]] for i in order])
+            labels = np.concatenate([labels[pieces[i][0] : pieces[i][1]] for i in order])
+            labels[-1] = 0
+        return {"clip": torch.from_numpy(clip), "labels": torch.from_numpy(labels)}

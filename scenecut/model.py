@@ -36,7 +36,16 @@ log = logging.getLogger(__name__)
 
 ENCODERS = ("resnet50", "resnet50-9ch", "effnet-lite0", "tiny")
 SOURCES = ("modelscope", "lightning", "torchvision", "scrl")
-PARTS = ("shot_encoder", "crn", "head_sbd")
+PARTS = ("shot_encoder", "crn", "head_sbd")  # a BaSSL model (the CRN head)
+HEADS = ("crn", "lstm")
+ALL_PARTS = (*PARTS, "lstm_head")
+
+
+def parts_for(config: ModelConfig) -> tuple[str, ...]:
+    """The parts a complete model with ``config`` has."""
+    return ("shot_encoder", "lstm_head") if config.head == "lstm" else PARTS
+
+
 METADATA_KEY = "scenecut_config"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,6 +93,8 @@ class ModelConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     keyframes: int = 3
+    head: str = "crn"  # "crn": BaSSL's CRN + head_sbd; "lstm": SCRL's BiLSTM protocol
+    seq_len: int = 40  # the BiLSTM's clip length (a multiple of 4)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -108,6 +119,8 @@ class ModelConfig:
             ) from error
         if config.encoder not in ENCODERS:
             raise InputError(f"unknown encoder {config.encoder!r}; known: {', '.join(ENCODERS)}")
+        if config.head not in HEADS:
+            raise InputError(f"unknown head {config.head!r}; known: {', '.join(HEADS)}")
         return config
 
 
@@ -359,8 +372,11 @@ class BaSSL(nn.Module):
             if config.crn.input_dim != 2048:
                 raise InputError(f"ResNet-50 gives 2048-d shots, not {config.crn.input_dim}")
             self.shot_encoder = ShotEncoder(channels)
-        self.crn = CRN(config.crn)
-        self.head_sbd = nn.Linear(config.crn.hidden_size, 2)
+        if config.head == "lstm":
+            self.lstm_head = BiLSTMHead(config.crn.input_dim)
+        else:
+            self.crn = CRN(config.crn)
+            self.head_sbd = nn.Linear(config.crn.hidden_size, 2)
         self.config = config
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
@@ -370,6 +386,48 @@ class BaSSL(nn.Module):
 
 def build(config: ModelConfig) -> BaSSL:
     return BaSSL(config)
+
+
+class BiLSTMHead(nn.Module):
+    """SCRL's downstream BiLSTM (LGSS protocol): ``[B, T, input_dim]`` -> ``[B, T, 2]`` logits.
+
+    Input dropout -> Linear -> BatchNorm -> dropout -> 2-layer bidirectional LSTM -> Linear ->
+    BatchNorm -> dropout -> ReLU -> Linear (REFERENCE.md 4.5).
+    """
+
+    def __init__(self, input_dim: int, fc_dim: int = 1024, hidden: int = 512):
+        super().__init__()
+        self.input_dropout = nn.Dropout(0.2)
+        self.fc1 = nn.Linear(input_dim, fc_dim)
+        self.bn1 = nn.BatchNorm1d(fc_dim)
+        self.lstm = nn.LSTM(
+            fc_dim, hidden, num_layers=2, batch_first=True, bidirectional=True, dropout=0.6
+        )
+        self.fc2 = nn.Linear(2 * hidden, 512)
+        self.bn2 = nn.BatchNorm1d(512)
+        self.fc3 = nn.Linear(512, 2)
+        self.dropout = nn.Dropout(0.7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc1(self.input_dropout(x))
+        x = self.dropout(self.bn1(x.transpose(1, 2)).transpose(1, 2))
+        x, _ = self.lstm(x)
+        x = self.bn2(self.fc2(x).transpose(1, 2)).transpose(1, 2)
+        return self.fc3(F.relu(self.dropout(x)))
+
+
+def lstm_probs(head: BiLSTMHead, features: torch.Tensor, seq_len: int = 40) -> torch.Tensor:
+    """SCRL's inference: pad with seq_len/4 copies of the first shot in front and enough of the
+    last at the back, run windows of ``seq_len`` with stride seq_len/2, keep each window's
+    middle half; ``[n, D]`` -> ``[n]`` P(scene ends after shot i)."""
+    n = features.shape[0]
+    quarter, stride = seq_len // 4, seq_len // 2
+    back = quarter + (stride - n % stride if n % stride else 0)
+    padded = torch.cat([features[:1].expand(quarter, -1), features, features[-1:].expand(back, -1)])
+    starts = range(0, padded.shape[0] - seq_len + 1, stride)
+    windows = torch.stack([padded[s : s + seq_len] for s in starts])
+    probs = head(windows).float().softmax(dim=-1)[..., 1]
+    return probs[:, quarter : quarter + stride].reshape(-1)[:n]
 
 
 # --------------------------------------------------------------------------------------------
@@ -488,6 +546,10 @@ def boundary_probs(
     if device is None:
         device = next(model.parameters()).device
     model = model.eval()
+    if model.config.head == "lstm":
+        with torch.inference_mode():
+            head = model.lstm_head.to(device)
+            return lstm_probs(head, feats.to(device), model.config.seq_len).cpu()[: n - 1]
     crn, head = model.crn.to(device), model.head_sbd.to(device)
     index = window_indices(n, model.config.crn.neighbor_size)
     feats = feats.to(device)
@@ -545,7 +607,7 @@ def save_state(state: dict[str, torch.Tensor], config: ModelConfig, path: str | 
     part = path.with_name(f".{path.name}.part")
     save_file(tensors, str(part), metadata={METADATA_KEY: config.to_json()})
     part.replace(path)
-    return tuple(p for p in PARTS if any(k.startswith(p + ".") for k in tensors))
+    return tuple(p for p in ALL_PARTS if any(k.startswith(p + ".") for k in tensors))
 
 
 def checkpoint_parts(path: str | Path) -> tuple[str, ...]:
@@ -557,7 +619,7 @@ def checkpoint_parts(path: str | Path) -> tuple[str, ...]:
             keys = list(f.keys())
     except (SafetensorError, OSError):
         return ()
-    return tuple(p for p in PARTS if any(k.startswith(p + ".") for k in keys))
+    return tuple(p for p in ALL_PARTS if any(k.startswith(p + ".") for k in keys))
 
 
 def load(path: str | Path, device: str = "cpu") -> tuple[BaSSL, ModelConfig]:
@@ -589,7 +651,7 @@ def load(path: str | Path, device: str = "cpu") -> tuple[BaSSL, ModelConfig]:
             )
         config = ModelConfig.from_json(metadata[METADATA_KEY])
     model = build(config)
-    _check(state, config, PARTS, str(path))
+    _check(state, config, parts_for(config), str(path))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), config
 

@@ -56,6 +56,7 @@ class TrainConfig:
     features: str = ""  # finetune: folder written by `extract`
     init: str = ""  # pretrain: encoder weights to start from (name or path); "" = random
     head: str = "crn"  # finetune: crn (BaSSL) | lstm (SCRL's downstream protocol)
+    seq_len: int = 40  # finetune with the lstm head: clip length (a multiple of 4)
     method: str = "bassl"  # pretrain: bassl | instance | temporal | shotcol | bassl+shotcol | scrl
     encoder: str = "resnet50"  # pretrain: resnet50 | resnet50-9ch | effnet-lite0 | tiny
     model: dict = field(default_factory=dict)  # ModelConfig / CRNConfig overrides ("crn.x": v)
@@ -272,7 +273,17 @@ class SeededItems(Dataset):
     seed of its own: the same picture whatever worker loads it and wherever a run resumed."""
 
     def __init__(self, inner: Dataset, seed: int):
-        self.inner, self.seed, self.epoch = inner, seed, 0
+        self.inner, self.seed, self._epoch = inner, seed, 0
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch = value
+        if hasattr(self.inner, "epoch"):  # datasets that draw per-epoch layouts (BiLSTM clips)
+            self.inner.epoch = value
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -696,6 +707,8 @@ def finetune_task(config: TrainConfig) -> Task:
     model_config = with_overrides(features.config, config.model)
     check_features(features, model_config)
     tree = read_tree(config.data)
+    if config.head == "lstm":
+        return _lstm_task(config, features, model_config, tree)
     module = BoundaryHead(model_config)
     encoder = features.encoder_state()
     crn = {k[4:]: v for k, v in encoder.items() if k.startswith("crn.")}
@@ -735,6 +748,56 @@ def finetune_task(config: TrainConfig) -> Task:
         dataset,
         validate=validate if val else None,
         select="ap" if val else None,
+        export=export,
+    )
+
+
+class LSTMBoundary(nn.Module):
+    """SCRL's BiLSTM on clips of shot features; CE with class weights [1, 4]."""
+
+    def __init__(self, config):
+        super().__init__()
+        from scenecut.model import BiLSTMHead
+
+        self.config = config
+        self.lstm_head = BiLSTMHead(config.crn.input_dim)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        import torch.nn.functional as F
+
+        logits = self.lstm_head(batch["clip"]).float()
+        weight = torch.tensor([1.0, 4.0], device=logits.device)
+        loss = F.cross_entropy(logits.reshape(-1, 2), batch["labels"].reshape(-1), weight=weight)
+        return loss, {}
+
+
+def _lstm_task(config: TrainConfig, features, model_config, tree) -> Task:
+    from scenecut.features import FeatureClips
+
+    model_config = dataclasses.replace(model_config, head="lstm", seq_len=config.seq_len)
+    module = LSTMBoundary(model_config)
+    dataset = FeatureClips(features, tree.split(config.train_split), config.seq_len)
+    val = []
+    if config.val_split in tree.splits:
+        val = [m for m in tree.split(config.val_split) if m.labels is not None and m.num_shots > 1]
+    encoder = features.encoder_state()
+
+    def export(model: nn.Module, run: Path) -> Path:
+        from scenecut import model as M
+
+        full = M.build(model_config)
+        full.shot_encoder.load_state_dict(
+            {k[13:]: v for k, v in encoder.items() if k.startswith("shot_encoder.")}
+        )
+        full.lstm_head.load_state_dict(model.lstm_head.state_dict())
+        M.save(full, model_config, run / MODEL_FILE)
+        return run / MODEL_FILE
+
+    return Task(
+        module,
+        dataset,
+        validate=(lambda model: score_features(model, features, val)) if val else None,
+        select="mean_f1" if val else None,  # SCRL keeps the epoch with the best val F1
         export=export,
     )
 

@@ -319,3 +319,58 @@ def test_the_same_command_runs_under_torchrun(corpus, tmp_path):
     assert torch.load(run / train.CHECKPOINT, weights_only=True)["state"]["step"] == 2
     lines = (run / train.METRICS).read_text().splitlines()
     assert len(lines) == 2  # rank 0 alone writes the metrics
+
+
+@pytest.mark.parametrize("n", [1, 5, 19, 20, 21, 57])
+def test_lstm_windows_give_every_shot_its_own_probability(n):
+    """With a head whose logit is the input, the stitched windows must return each shot's own
+    value in order: padding, stride and the kept middle halves line up (SCRL's inference)."""
+
+    def head(windows):
+        return torch.stack([torch.zeros_like(windows[..., 0]), windows[..., 0]], dim=-1)
+
+    x = torch.linspace(-3, 3, n)[:, None]
+    probs = M.lstm_probs(head, x, seq_len=8)
+    assert probs.shape == (n,)
+    assert torch.allclose(probs, torch.sigmoid(x[:, 0]))
+
+
+def test_feature_clips_follow_scrl(corpus):
+    fs = features.FeatureSet.open(corpus / "features")
+    movies = data.read_tree(corpus).split("train")
+    clips = features.FeatureClips(fs, movies, seq_len=8, shuffle_scenes=1.0)
+    assert len(clips) == sum(max(1, len(m.labels) // 8 - 1) for m in movies if len(m.labels) >= 8)
+    item = clips[0]
+    assert item["clip"].shape == (8, DIM) and item["labels"].shape == (8,)
+    assert item["labels"][-1] == 0
+    plain = features.FeatureClips(fs, movies, seq_len=8, shuffle_scenes=0.0)
+    rows = {tuple(r.tolist()) for r in plain[0]["clip"]}
+    assert {tuple(r.tolist()) for r in clips[0]["clip"]} == rows  # same shots, new order
+    offsets = set()
+    for epoch in range(6):
+        plain.epoch = epoch
+        offsets.add(tuple(plain[0]["clip"][0].tolist()))
+    assert len(offsets) > 1  # the clip start is drawn again each epoch
+
+
+def test_finetune_lstm_head_end_to_end(corpus, film, tmp_path):
+    config = train.make_config(
+        "finetune",
+        data=str(corpus),
+        out=str(tmp_path / "lstm"),
+        features=str(corpus / "features"),
+        head="lstm",
+        sets=["epochs=3", "batch_size=8", "seq_len=8", "lr=0.05", "workers=0"],
+    )
+    assert (config.optimizer, config.schedule) == ("sgd", "steps-160-180")
+    done = _run(config)
+    model, model_config = M.load(done)
+    assert model_config.head == "lstm" and model_config.seq_len == 8
+    assert M.checkpoint_parts(done) == ("shot_encoder", "lstm_head")
+    scores = train.score_features(model, features.FeatureSet.open(corpus / "features"),
+                                  data.read_tree(corpus).split("test"))  # fmt: skip
+    assert 0.0 <= scores["ap"] <= 1.0
+    from scenecut import segment
+
+    result = segment(film.path, model=done)
+    assert len(result.boundary_scores) == len(result.shots) - 1
