@@ -209,8 +209,11 @@ class FeatureWindows(Dataset):
     """BaSSL fine-tuning items: for every labelled shot, the ``2n+1`` shot features centred on
     it (indices clipped, so edge shots repeat) and the label of the gap after it."""
 
-    def __init__(self, features: FeatureSet, movies, neighbor_size: int = 8):
+    def __init__(
+        self, features: FeatureSet, movies, neighbor_size: int = 8, feature_norm: str = "none"
+    ):
         self.features = features
+        self.feature_norm = feature_norm
         self.movies = [m for m in movies if m.labels is not None]
         if not self.movies:
             raise InputError("no labelled films to fine-tune on")
@@ -229,6 +232,10 @@ class FeatureWindows(Dataset):
                     f"{self.movies[i].video_id}: {film.shape[0]} feature rows for "
                     f"{self.movies[i].num_shots} shots; extract again"
                 )
+            if self.feature_norm != "none":
+                from scenecut.model import normalize_film
+
+                film = normalize_film(np.asarray(film, dtype=np.float32), self.feature_norm)
             self._cache[i] = film
         return self._cache[i]
 
@@ -257,7 +264,15 @@ class FeatureClips(Dataset):
     ``shuffle_scenes`` the clip is cut after each boundary and its scenes put in random order
     (REFERENCE.md 4.5). Items: ``clip`` ``[seq_len, D]`` and ``labels`` ``[seq_len]``."""
 
-    def __init__(self, features: FeatureSet, movies, seq_len: int = 40, shuffle_scenes=1.0):
+    def __init__(
+        self,
+        features: FeatureSet,
+        movies,
+        seq_len: int = 40,
+        shuffle_scenes=1.0,
+        feature_norm: str = "none",
+    ):
+        self.feature_norm = feature_norm
         if seq_len < 4 or seq_len % 4:
             raise UsageError(f"seq_len must be a positive multiple of 4, got {seq_len}")
         self.features, self.seq_len, self.shuffle_scenes = features, seq_len, shuffle_scenes
@@ -282,6 +297,10 @@ class FeatureClips(Dataset):
         offset = int(np.random.default_rng([self.epoch, m]).integers(0, room + 1))
         start = offset + k * self.seq_len
         film = self.features.film(movie.video_id)
+        if self.feature_norm != "none":
+            from scenecut.model import normalize_film
+
+            film = normalize_film(np.asarray(film, dtype=np.float32), self.feature_norm)
         clip = np.array(film[start : start + self.seq_len], dtype=np.float32)
         labels = np.array(movie.labels[start : start + self.seq_len], dtype=np.int64)
         labels[-1] = 0

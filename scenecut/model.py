@@ -38,6 +38,7 @@ ENCODERS = ("resnet50", "resnet50-9ch", "effnet-lite0", "tiny")
 SOURCES = ("modelscope", "lightning", "torchvision", "scrl")
 PARTS = ("shot_encoder", "crn", "head_sbd")  # a BaSSL model (the CRN head)
 HEADS = ("crn", "lstm")
+FEATURE_NORMS = ("none", "film")
 ALL_PARTS = (*PARTS, "lstm_head")
 
 
@@ -95,6 +96,9 @@ class ModelConfig:
     keyframes: int = 3
     head: str = "crn"  # "crn": BaSSL's CRN + head_sbd; "lstm": SCRL's BiLSTM protocol
     seq_len: int = 40  # the BiLSTM's clip length (a multiple of 4)
+    # "none" (BaSSL, SCRL) or "film": shot features centred on their film's mean and
+    # L2-normalised before the boundary head, in training and inference alike
+    feature_norm: str = "none"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -121,6 +125,8 @@ class ModelConfig:
             raise InputError(f"unknown encoder {config.encoder!r}; known: {', '.join(ENCODERS)}")
         if config.head not in HEADS:
             raise InputError(f"unknown head {config.head!r}; known: {', '.join(HEADS)}")
+        if config.feature_norm not in FEATURE_NORMS:
+            raise InputError(f"unknown feature_norm {config.feature_norm!r}")
         return config
 
 
@@ -522,6 +528,20 @@ def shot_features(
     return out
 
 
+def normalize_film(features, how: str = "film"):
+    """A whole film's ``[n, D]`` shot features, centred on their mean and L2-normalised
+    (``how="film"``), or as they are (``"none"``). Pooled ImageNet features share a large
+    common component that otherwise hides what changes from shot to shot."""
+    if how == "none":
+        return features
+    centred = features - features.mean(0, keepdims=True)
+    if isinstance(centred, torch.Tensor):
+        return centred / (centred.norm(dim=1, keepdim=True) + 1e-6)
+    import numpy as np
+
+    return centred / (np.linalg.norm(centred, axis=1, keepdims=True) + 1e-6)
+
+
 def window_indices(n: int, neighbor_size: int) -> torch.Tensor:
     """``[n, 2*neighbor_size+1]`` shot indices centred on each shot, clipped to [0, n-1]."""
     offsets = torch.arange(-neighbor_size, neighbor_size + 1)
@@ -543,6 +563,7 @@ def boundary_probs(
     n = feats.shape[0]
     if n < 2:
         return torch.zeros(0)
+    feats = normalize_film(feats, model.config.feature_norm)
     if device is None:
         device = next(model.parameters()).device
     model = model.eval()

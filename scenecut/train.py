@@ -719,7 +719,10 @@ def finetune_task(config: TrainConfig) -> Task:
         except RuntimeError:
             log.warning("the pre-trained CRN does not fit this model configuration; not used")
     dataset = FeatureWindows(
-        features, tree.split(config.train_split), model_config.crn.neighbor_size
+        features,
+        tree.split(config.train_split),
+        model_config.crn.neighbor_size,
+        model_config.feature_norm,
     )
     val = []
     if config.val_split in tree.splits:
@@ -776,7 +779,12 @@ def _lstm_task(config: TrainConfig, features, model_config, tree) -> Task:
 
     model_config = dataclasses.replace(model_config, head="lstm", seq_len=config.seq_len)
     module = LSTMBoundary(model_config)
-    dataset = FeatureClips(features, tree.split(config.train_split), config.seq_len)
+    dataset = FeatureClips(
+        features,
+        tree.split(config.train_split),
+        config.seq_len,
+        feature_norm=model_config.feature_norm,
+    )
     val = []
     if config.val_split in tree.splits:
         val = [m for m in tree.split(config.val_split) if m.labels is not None and m.num_shots > 1]

@@ -374,3 +374,25 @@ def test_finetune_lstm_head_end_to_end(corpus, film, tmp_path):
 
     result = segment(film.path, model=done)
     assert len(result.boundary_scores) == len(result.shots) - 1
+
+
+def test_film_feature_norm_ignores_what_all_shots_share(tmp_path):
+    """feature_norm="film": a film's scores do not change when every shot gains the same
+    vector (the common component of pooled ImageNet features), in numpy and torch alike."""
+    config = train.with_overrides(TINY, {"feature_norm": "film"})
+    torch.manual_seed(3)
+    model = M.build(config).eval()
+    feats = torch.randn(15, DIM)
+    shifted = feats + 5.0 * torch.randn(1, DIM)
+    assert torch.allclose(
+        M.boundary_probs(model, feats), M.boundary_probs(model, shifted), atol=1e-5
+    )
+    plain = M.build(TINY).eval()
+    plain.load_state_dict(model.state_dict())
+    assert not torch.allclose(M.boundary_probs(plain, feats), M.boundary_probs(plain, shifted))
+    as_numpy = M.normalize_film(feats.numpy())
+    assert np.allclose(as_numpy, M.normalize_film(feats).numpy(), atol=1e-6)
+    assert np.allclose(np.linalg.norm(as_numpy, axis=1), 1.0, atol=1e-4)
+    path = tmp_path / "m.safetensors"
+    M.save(model, config, path)
+    assert M.load(path)[1].feature_norm == "film"
