@@ -280,7 +280,6 @@ def eval_video(
     Metrics as the papers compute them: AP pooled over all shot gaps (BaSSL), per-film mean AP
     (LGSS mAP, SCRL AP), F1 at --threshold, mIoU (LGSS), Recall and Recall@3s. JSON on stdout.
     """
-    import json
 
     from scenecut.evaluate import evaluate_video, read_truth, report_dict
     from scenecut.segment import SegmentOptions, segment
@@ -327,19 +326,25 @@ def eval_video(
         atomic_write(pr_curve.with_suffix(".csv"), sweep_csv(points), overwrite=overwrite)
         png = pr_plot_png(points, threshold, f"{video.name} ({result.settings.model})")
         atomic_write(pr_curve.with_suffix(".png"), png, overwrite=overwrite)
-    text = json.dumps(report_dict(result, evaluation), indent=2) + "\n"
+    _write_json(report_dict(result, evaluation), output, overwrite)
+    if not quiet:
+        _evaluation_table(console, evaluation)
+
+
+def _write_json(data: dict, output: Path | None, overwrite: bool) -> None:
+    """A JSON report to stdout, or atomically to ``output``."""
+    import json
+
+    text = json.dumps(data, indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
     else:
         from scenecut.export import atomic_write
 
         atomic_write(output, text, overwrite=overwrite)
-    if not quiet:
-        _evaluation_table(console, evaluation)
 
 
 def _eval_split(console, data: Path, split: str, options, output, overwrite, quiet) -> None:
-    import json
 
     from scenecut.evaluate import evaluate_split
     from scenecut.scoring import choose_model, load_scorer
@@ -349,13 +354,7 @@ def _eval_split(console, data: Path, split: str, options, output, overwrite, qui
     with _progress(console, quiet, f"{data.name}:{split}") as progress:
         films = (lambda done, total: progress("films", done, total)) if progress else None
         evaluation = evaluate_split(data, split, scorer, options.threshold, progress=films)
-    text = json.dumps(evaluation.to_dict(), indent=2) + "\n"
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        from scenecut.export import atomic_write
-
-        atomic_write(output, text, overwrite=overwrite)
+    _write_json(evaluation.to_dict(), output, overwrite)
     if not quiet:
         _split_table(console, evaluation)
         if choice.note:

@@ -185,16 +185,13 @@ class EfficientNetEncoder:
         """``[shots, k, H, W, 3]`` uint8 RGB -> ``[shots, 1280]`` float32."""
         import numpy as np
 
-        from scenecut.embed import informativeness
+        from scenecut.embed import informativeness, pool_keyframes
 
         n, k = keyframes.shape[:2]
         flat = np.ascontiguousarray(keyframes).reshape(n * k, *keyframes.shape[2:])
         feats = F.normalize(self.features(torch.from_numpy(flat)), dim=1).numpy()
         weights = np.array([informativeness(image / 255.0) for image in flat]).reshape(n, k, 1)
-        feats = feats.reshape(n, k, -1)
-        direction = (feats * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-6)
-        direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-8)
-        return (direction * weights.max(axis=1)).astype(np.float32)
+        return pool_keyframes(feats.reshape(n, k, -1), weights)
 
 
 def model_config(crn=None):

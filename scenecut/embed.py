@@ -37,8 +37,17 @@ class ClassicEncoder:
         flat = keyframes.reshape(n * k, *keyframes.shape[2:]).astype(np.float32) / 255.0
         per_frame = np.stack([_describe(image) for image in flat]).reshape(n, k, -1)
         weights = np.array([informativeness(image) for image in flat]).reshape(n, k, 1)
-        direction = _l2((per_frame * weights).sum(axis=1) / weights.sum(axis=1))
-        return (direction * weights.max(axis=1)).astype(np.float32)
+        return pool_keyframes(per_frame, weights)
+
+
+def pool_keyframes(per_frame: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``[shots, k, D]`` keyframe descriptors and ``[shots, k, 1]`` informativeness ->
+    ``[shots, D]`` float32: the weighted mean direction, scaled by the shot's most
+    informative keyframe (so a black or blank shot gets a norm near 0)."""
+    import numpy as np
+
+    direction = _l2((per_frame * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-6))
+    return (direction * weights.max(axis=1)).astype(np.float32)
 
 
 def _describe(rgb: np.ndarray) -> np.ndarray:

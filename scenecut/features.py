@@ -43,17 +43,7 @@ def load_encoder(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
         state = {f"shot_encoder.{k}": v for k, v in effnet.load_lite0().state_dict().items()}
         return effnet.model_config(), state
     path = hub.resolve(spec)
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-        if M.METADATA_KEY not in metadata:
-            raise InputError(f"{path} has no scenecut model configuration in its metadata")
-        config = ModelConfig.from_json(metadata[M.METADATA_KEY])
-    else:
-        state, config = M.import_checkpoint(path)
+    state, config = M.load_state(path)
     if not any(k.startswith("shot_encoder.") for k in state):
         raise InputError(f"{path} holds no shot encoder; extract needs one")
     return config, state
@@ -117,9 +107,7 @@ def extract(
         {k[len("shot_encoder.") :]: v for k, v in state.items() if k.startswith("shot_encoder.")}
     )
     device = torch.device(device)
-    shot_encoder = shot_encoder.to(device).eval()
-    if config.encoder != "tiny":
-        shot_encoder = shot_encoder.to(memory_format=torch.channels_last)
+    shot_encoder = M.ready_encoder(shot_encoder, config, device)
     dtype = M.autocast_dtype(device, precision)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
@@ -130,7 +118,7 @@ def extract(
     movies = tree.split(split)[rank::world]
     written, skipped, shots, start = [], [], 0, time.perf_counter()
     transform = ImageTransform(config)
-    fused = config.encoder == "resnet50-9ch"
+    fused = config.encoder == "resnet50-9ch"  # SCRL's early fusion of the 3 keyframes
     for done, movie in enumerate(movies):
         target = out / f"{movie.video_id}.npy"
         if _complete(target, movie.num_shots):
@@ -140,14 +128,9 @@ def extract(
         loader = DataLoader(dataset, batch_size=batch_shots, num_workers=workers)
         feats = []
         with torch.inference_mode():
-            for batch in loader:
-                x = batch["images"].to(device)  # [b, 3, C, H, W]
-                b, k = x.shape[:2]
-                x = x.reshape(b, k * x.shape[2], *x.shape[3:]) if fused else x.flatten(0, 1)
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=bool(dtype)):
-                    y = shot_encoder(x).float()
-                feats.append((y if fused else y.reshape(b, k, -1).mean(dim=1)).cpu())
+            for batch in loader:  # images: [b, 3 keyframes, C, H, W]
+                x = batch["images"].to(device)
+                feats.append(M.encode_shots(shot_encoder, x, dtype, fused))
         array = torch.cat(feats).numpy().astype(np.float32)
         part = target.with_name(f".{target.name}.part")
         with open(part, "wb") as f:

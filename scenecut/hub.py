@@ -318,10 +318,11 @@ def boundary_models() -> list[tuple[str, Path]]:
         for r in REGISTRY.values()
         if r.kind == "finetuned" and is_installed(r)
     ]
-    if imported_names():
+    names = imported_names()
+    if names:
         from scenecut.model import checkpoint_parts
 
-        for name in imported_names():
+        for name in names:
             path = imported_path(name)
             if "head_sbd" in checkpoint_parts(path):
                 found.append((name, path))

@@ -500,9 +500,7 @@ def shot_features(
     if fused and k != config.keyframes:
         raise InputError(f"the SCRL encoder needs exactly {config.keyframes} keyframes per shot")
     dtype = autocast_dtype(device, precision)
-    encoder = model.shot_encoder.to(device).eval()
-    if device.type in ("cuda", "cpu") and config.encoder != "tiny":
-        encoder.to(memory_format=torch.channels_last)
+    encoder = ready_encoder(model.shot_encoder, config, device)
     out = torch.empty(n, encoder.out_dim, dtype=torch.float32)
     step = max(1, batch // k)
     with torch.inference_mode():
@@ -513,19 +511,33 @@ def shot_features(
             x = preprocess(
                 images, config.resize, config.image_size, config.mean, config.std, device
             )
-            if fused:
-                x = x.reshape(m, k * 3, *x.shape[2:])
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(
-                device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-            ):
-                y = encoder(x).float()
-            if not fused:
-                y = y.reshape(m, k, -1).mean(dim=1)
-            out[start : start + m] = y.cpu()
+            x = x.reshape(m, k, *x.shape[1:])
+            out[start : start + m] = encode_shots(encoder, x, dtype, fused)
             if progress is not None:
                 progress(start + m, n)
     return out
+
+
+def ready_encoder(encoder: nn.Module, config: ModelConfig, device: torch.device) -> nn.Module:
+    """The shot encoder on ``device`` in eval mode, channels-last where that is faster."""
+    encoder = encoder.to(device).eval()
+    if device.type in ("cuda", "cpu") and config.encoder != "tiny":
+        encoder = encoder.to(memory_format=torch.channels_last)
+    return encoder
+
+
+def encode_shots(
+    encoder: nn.Module, x: torch.Tensor, dtype: torch.dtype | None, fused: bool = False
+) -> torch.Tensor:
+    """``[b, k, 3, H, W]`` normalised keyframes -> ``[b, dim]`` float32 shot features on the
+    CPU: the mean of the keyframes' features (BaSSL), or with ``fused`` (SCRL's encoder) one
+    pass over the k keyframes stacked on channels."""
+    b, k = x.shape[:2]
+    x = x.reshape(b, k * x.shape[2], *x.shape[3:]) if fused else x.flatten(0, 1)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        y = encoder(x).float()
+    return (y if fused else y.reshape(b, k, -1).mean(dim=1)).cpu()
 
 
 def normalize_film(features, how: str = "film"):
@@ -646,35 +658,42 @@ def checkpoint_parts(path: str | Path) -> tuple[str, ...]:
 def load(path: str | Path, device: str = "cpu") -> tuple[BaSSL, ModelConfig]:
     """Rebuild a model from a scenecut safetensors file, or a complete foreign checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"model file {path} does not exist")
+    state, config = load_state(path)
     if path.suffix != ".safetensors":
-        state, config = import_checkpoint(path)
         missing = [p for p in PARTS if not any(k.startswith(p + ".") for k in state)]
         if missing:
             raise InputError(
                 f"{path} holds no {', '.join(missing)} weights, so it cannot score boundaries; "
                 "use it to initialise training instead"
             )
-    else:
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-        except (SafetensorError, OSError) as error:
-            raise InputError(f"{path} is not a readable safetensors file ({error})") from error
-        if METADATA_KEY not in metadata:
-            raise InputError(
-                f"{path} has no scenecut model configuration in its metadata; "
-                "import foreign weights with import_checkpoint first"
-            )
-        config = ModelConfig.from_json(metadata[METADATA_KEY])
     model = build(config)
     _check(state, config, parts_for(config), str(path))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), config
+
+
+def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+    """The tensors and configuration of a checkpoint, complete or not: a scenecut safetensors
+    file, or a foreign checkpoint converted by ``import_checkpoint``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file {path} does not exist")
+    if path.suffix != ".safetensors":
+        return import_checkpoint(path)
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError) as error:
+        raise InputError(f"{path} is not a readable safetensors file ({error})") from error
+    if METADATA_KEY not in metadata:
+        raise InputError(
+            f"{path} has no scenecut model configuration in its metadata; "
+            "import foreign weights with import_checkpoint first"
+        )
+    return state, ModelConfig.from_json(metadata[METADATA_KEY])
 
 
 # --------------------------------------------------------------------------------------------

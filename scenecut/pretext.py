@@ -49,7 +49,13 @@ from torch.utils.data import Dataset
 
 from scenecut.data import PRETRAIN, Tree
 from scenecut.errors import InputError, UsageError
-from scenecut.loader import IMAGENET_MEAN, IMAGENET_STD, PretrainWindows, Transform
+from scenecut.loader import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PretrainWindows,
+    Transform,
+    decode_rgb,
+)
 from scenecut.model import CRN, BaSSL, ModelConfig, ShotEncoder, TinyEncoder
 
 log = logging.getLogger(__name__)
@@ -885,7 +891,10 @@ class PuzzleShots(Dataset):
         from scenecut.puzzles import PUZZLE_FRAMES, PUZZLE_SHOTS, puzzle_path
 
         video_id, puzzle = self.items[index]
-        image = _decode_rgb(puzzle_path(self.root, video_id, puzzle))  # [3, 16 H, 3 W]
+        path = puzzle_path(self.root, video_id, puzzle)
+        image = decode_rgb(
+            path, "cannot decode puzzle ({}); make the puzzles again"
+        )  # [3, 16H, 3W]
         _, height, width = image.shape
         h, w = height // PUZZLE_SHOTS, width // PUZZLE_FRAMES
         tiles = image[:, : h * PUZZLE_SHOTS, : w * PUZZLE_FRAMES]
@@ -894,21 +903,6 @@ class PuzzleShots(Dataset):
         q = torch.stack([self.transform_q(s).flatten(0, 1) for s in shots])
         k = torch.stack([self.transform_k(s).flatten(0, 1) for s in shots])
         return {"q": q, "k": k, "video_id": video_id, "puzzle": puzzle}
-
-
-def _decode_rgb(path: Path) -> torch.Tensor:
-    import warnings
-
-    from torchvision.io import ImageReadMode, decode_jpeg, read_file
-
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
-            return decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB)
-    except RuntimeError as error:
-        raise InputError(
-            f"{path}: cannot decode puzzle ({error}); make the puzzles again"
-        ) from error
 
 
 def pretrain_dataset(

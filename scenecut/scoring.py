@@ -110,7 +110,8 @@ def choose_model(model: str = "auto") -> ModelChoice:
                 "(scenecut weights list) or a checkpoint file"
             )
         return ModelChoice(model, hub.resolve(model))
-    for name, path in hub.boundary_models():
+    if installed := hub.boundary_models():
+        name, path = installed[0]
         return ModelChoice(name, path, f"model: {name} ({path})")
     return ModelChoice(
         "classic",

@@ -724,35 +724,7 @@ def finetune_task(config: TrainConfig) -> Task:
         model_config.crn.neighbor_size,
         model_config.feature_norm,
     )
-    val = []
-    if config.val_split in tree.splits:
-        val = [m for m in tree.split(config.val_split) if m.labels is not None and m.num_shots > 1]
-
-    def validate(model: nn.Module) -> dict[str, float]:
-        return score_features(model, features, val)
-
-    def export(model: nn.Module, run: Path) -> Path:
-        from scenecut import model as M
-
-        full = M.build(model_config)
-        shot_encoder = {
-            k[len("shot_encoder.") :]: v
-            for k, v in encoder.items()
-            if k.startswith("shot_encoder.")
-        }
-        full.shot_encoder.load_state_dict(shot_encoder)
-        full.crn.load_state_dict(model.crn.state_dict())
-        full.head_sbd.load_state_dict(model.head_sbd.state_dict())
-        M.save(full, model_config, run / MODEL_FILE)
-        return run / MODEL_FILE
-
-    return Task(
-        module,
-        dataset,
-        validate=validate if val else None,
-        select="ap" if val else None,
-        export=export,
-    )
+    return _head_task(config, module, dataset, features, encoder, tree, select="ap")
 
 
 class LSTMBoundary(nn.Module):
@@ -785,27 +757,34 @@ def _lstm_task(config: TrainConfig, features, model_config, tree) -> Task:
         config.seq_len,
         feature_norm=model_config.feature_norm,
     )
+    encoder = features.encoder_state()
+    # SCRL keeps the epoch with the best validation F1
+    return _head_task(config, module, dataset, features, encoder, tree, select="mean_f1")
+
+
+def _head_task(config, module, dataset, features, encoder, tree, select: str) -> Task:
+    """A boundary head trained on features: validated on the labelled films of the validation
+    split (when it has any), exported as a complete model with the feature extractor's shot
+    encoder. The head's state-dict keys (``crn.*``/``head_sbd.*`` or ``lstm_head.*``) are the
+    full model's, so the two state dicts make the whole."""
     val = []
     if config.val_split in tree.splits:
         val = [m for m in tree.split(config.val_split) if m.labels is not None and m.num_shots > 1]
-    encoder = features.encoder_state()
 
     def export(model: nn.Module, run: Path) -> Path:
         from scenecut import model as M
 
-        full = M.build(model_config)
-        full.shot_encoder.load_state_dict(
-            {k[13:]: v for k, v in encoder.items() if k.startswith("shot_encoder.")}
-        )
-        full.lstm_head.load_state_dict(model.lstm_head.state_dict())
-        M.save(full, model_config, run / MODEL_FILE)
+        full = M.build(model.config)
+        shot_encoder = {k: v for k, v in encoder.items() if k.startswith("shot_encoder.")}
+        full.load_state_dict({**shot_encoder, **model.state_dict()}, strict=True)
+        M.save(full, model.config, run / MODEL_FILE)
         return run / MODEL_FILE
 
     return Task(
         module,
         dataset,
         validate=(lambda model: score_features(model, features, val)) if val else None,
-        select="mean_f1" if val else None,  # SCRL keeps the epoch with the best val F1
+        select=select if val else None,
         export=export,
     )
 
