@@ -149,8 +149,9 @@ class EfficientNetEncoder:
     """
 
     device: str = "cpu"
-    batch: int = 64
+    batch: int = 0  # images per network call; 0: scenecut.model.default_batch
     precision: str = "auto"
+    compile: bool = False
     name: str = "effnet-lite0"
     keyframe_height: int = IMAGE_SIZE
     # For the overlapping-links scorer: centre the film's features and let the link curve
@@ -160,25 +161,22 @@ class EfficientNetEncoder:
     link_floor: float = 0.0
 
     def __post_init__(self) -> None:
-        self.net = load_lite0().to(self.device)
-        if torch.device(self.device).type in ("cpu", "cuda"):
-            self.net = self.net.to(memory_format=torch.channels_last)
+        from scenecut.model import Runner
+
+        self.runner = Runner(load_lite0(), self.device, self.precision, self.batch, self.compile)
+        self.net = self.runner.net
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, H, W, 3]`` uint8 -> ``[N, 1280]`` float32 features, ``batch`` images at a time."""
-        from scenecut.model import autocast_dtype, preprocess
+        from scenecut.model import preprocess
 
-        device = torch.device(self.device)
-        dtype = autocast_dtype(device, self.precision)
         out = torch.empty(images.shape[0], HEAD)
+        step = self.runner.batch
         with torch.inference_mode():
-            for start in range(0, images.shape[0], self.batch):
-                x = preprocess(
-                    images[start : start + self.batch], IMAGE_SIZE, IMAGE_SIZE, MEAN, STD, device
-                )
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=bool(dtype)):
-                    out[start : start + x.shape[0]] = self.net(x).float().cpu()
+            for start in range(0, images.shape[0], step):
+                chunk = images[start : start + step]
+                x = preprocess(chunk, IMAGE_SIZE, IMAGE_SIZE, MEAN, STD, self.runner.device)
+                out[start : start + x.shape[0]] = self.runner(x).cpu()
         return out
 
     def embed(self, keyframes):
@@ -190,8 +188,24 @@ class EfficientNetEncoder:
         n, k = keyframes.shape[:2]
         flat = np.ascontiguousarray(keyframes).reshape(n * k, *keyframes.shape[2:])
         feats = F.normalize(self.features(torch.from_numpy(flat)), dim=1).numpy()
-        weights = np.array([informativeness(image / 255.0) for image in flat]).reshape(n, k, 1)
+        weights = np.array([informativeness(_small(image)) for image in flat]).reshape(n, k, 1)
         return pool_keyframes(feats.reshape(n, k, -1), weights)
+
+
+def _small(image):
+    """A keyframe at the classic encoder's height (64 px), as float RGB in [0, 1]: enough to
+    judge how much picture it has, at a fiftieth of the cost of the full frame."""
+    import cv2
+
+    from scenecut.embed import ClassicEncoder
+
+    h, w = image.shape[:2]
+    height = ClassicEncoder.keyframe_height
+    if h > height:
+        image = cv2.resize(
+            image, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA
+        )
+    return image / 255.0
 
 
 def model_config(crn=None):

@@ -107,8 +107,13 @@ def extract(
         {k[len("shot_encoder.") :]: v for k, v in state.items() if k.startswith("shot_encoder.")}
     )
     device = torch.device(device)
-    shot_encoder = M.ready_encoder(shot_encoder, config, device)
-    dtype = M.autocast_dtype(device, precision)
+    runner = M.Runner(
+        shot_encoder,
+        device,
+        precision,
+        batch_shots * config.keyframes,
+        channels_last=config.encoder != "tiny",
+    )
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         encoder_state = {k: v for k, v in state.items() if k.startswith(("shot_encoder.", "crn."))}
@@ -130,7 +135,7 @@ def extract(
         with torch.inference_mode():
             for batch in loader:  # images: [b, 3 keyframes, C, H, W]
                 x = batch["images"].to(device)
-                feats.append(M.encode_shots(shot_encoder, x, dtype, fused))
+                feats.append(M.encode_shots(runner, x, fused))
         array = torch.cat(feats).numpy().astype(np.float32)
         part = target.with_name(f".{target.name}.part")
         with open(part, "wb") as f:

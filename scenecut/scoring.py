@@ -138,13 +138,16 @@ def resolve_device(device: str = "auto") -> str:
 def load_scorer(
     model: str | ModelChoice = "auto",
     device: str = "auto",
-    batch_size: int = 64,
+    batch_size: int = 0,
     precision: str = "auto",
+    compile: bool = False,
 ) -> Scorer:
     """Build the scorer for ``--model`` (see ``choose_model``) on ``device``.
 
-    ``batch_size`` counts keyframe images per network call; ``precision`` is fp32, bf16, fp16
-    or auto (bf16/fp16 autocast on GPUs, bf16 on CPUs with native bf16).
+    ``batch_size`` counts keyframe images per network call (0: 16 on CPUs, 64 on GPUs);
+    ``precision`` is fp32, bf16, fp16 or auto (bf16/fp16 autocast on GPUs, bf16 on CPUs with
+    native bf16); ``compile`` runs the shot encoder through torch.compile (see
+    ``scenecut.model.Runner``). The classic model has no network and ignores all three.
     """
     choice = model if isinstance(model, ModelChoice) else choose_model(model)
     if choice.name == "classic" and choice.path is None:
@@ -154,7 +157,7 @@ def load_scorer(
     if choice.name == "effnet-lite0" and choice.path is None:
         from scenecut.effnet import EfficientNetEncoder
 
-        encoder = EfficientNetEncoder(resolve_device(device), batch_size, precision)
+        encoder = EfficientNetEncoder(resolve_device(device), batch_size, precision, compile)
         return CoherenceScorer(encoder, name="effnet-lite0")
     from scenecut.model import BaSSLScorer
 
@@ -164,6 +167,7 @@ def load_scorer(
         name=choice.name,
         batch=batch_size,
         precision=precision,
+        compile=compile,
     )
 
 

@@ -130,7 +130,7 @@ def test_effnet_stack_end_to_end(scenecut_exe, film, tmp_path):
         (["--model", "nope"], "unknown model"),
         (["--model", "bassl"], "weights pull bassl"),
         (["--device", "tpu"], "unknown device"),
-        (["--batch-size", "0"], "--batch-size"),
+        (["--batch-size", "-1"], "--batch-size"),
         (["--precision", "int4"], "--precision"),
     ],
 )
