@@ -1,11 +1,13 @@
 """Benchmark `scenecut segment` against PySceneDetect's `scenedetect detect-adaptive`.
 
-    python bench/bench_segment.py [--quick] [--runs 3] [--json OUT]
+    python bench/bench_segment.py [--quick] [--runs 3] [--hours 2] [--json OUT]
 
 Both commands run on each input in the same invocation, alternating, ``--runs`` times each. The
-table on stdout shows median wall times and their ratio, scenecut's decoded frames against the
-video's frame count, and shot and scene counts; raw numbers and a machine description go to
-``bench/results/segment.json``. See bench/README.md.
+table on stdout shows median wall times and their ratio, scenecut's peak memory, its decoded
+frames against the video's frame count, and shot and scene counts; raw numbers and a machine
+description go to ``bench/results/segment.json``. A ``--hours``-long film (the 10-minute film
+repeated, stream-copied) is segmented by scenecut alone, to show that memory does not grow with
+length. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,15 +42,21 @@ class Runs:
 
     command: list[str]
     seconds: list[float] = field(default_factory=list)
+    peak_rss_mb: list[float] = field(default_factory=list)  # the process's maximum resident set
     error: str | None = None  # the first failure's message; failed runs record no time
     shots: int | None = None
     scenes: int | None = None
     decoded_frames: int | None = None
     frame_count: int | None = None
+    duration_s: float | None = None
 
     @property
     def median(self) -> float | None:
         return statistics.median(self.seconds) if self.seconds else None
+
+    @property
+    def median_rss(self) -> float | None:
+        return statistics.median(self.peak_rss_mb) if self.peak_rss_mb else None
 
 
 @dataclass
@@ -56,11 +65,13 @@ class InputResult:
     path: str
     bytes: int
     scenecut: Runs
-    scenedetect: Runs
+    scenedetect: Runs | None  # None: scenecut alone (the hours-long film)
     truth: dict | None = None  # shot and scene counts of a synthetic film
 
     @property
     def ratio(self) -> float | None:
+        if self.scenedetect is None:
+            return None
         a, b = self.scenecut.median, self.scenedetect.median
         return a / b if a is not None and b else None
 
@@ -71,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each command per input")
     parser.add_argument("--json", type=Path, default=RESULTS / "segment.json", help="raw results")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per command run")
+    parser.add_argument(
+        "--hours", type=float, default=2.0, help="length of the memory film (0: skip it)"
+    )
     args = parser.parse_args(argv)
     runs = 1 if args.quick else args.runs
 
@@ -93,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         seen.add(digest)
         say(f"{path.name}: {runs} run(s) of each command")
         results.append(bench_input(path, truth, scenecut, scenedetect, runs, args.timeout))
+    if film_info is not None and args.hours > 0:
+        repeats = max(1, round(args.hours * 60 / LONG_FILM["minutes"]))
+        hours_film = repeated_film(film, repeats)
+        film_info["repeated"] = {"path": str(hours_film), "repeats": repeats}
+        say(f"{hours_film.name}: {runs} run(s) of scenecut")
+        results.append(bench_input(hours_film, None, scenecut, None, runs, args.timeout))
 
     print(table(results, runs), flush=True)
     report = {
@@ -112,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
 def as_json(result: InputResult) -> dict:
     doc = asdict(result)
     doc["scenecut"]["median_s"] = result.scenecut.median
-    doc["scenedetect"]["median_s"] = result.scenedetect.median
+    doc["scenecut"]["median_peak_rss_mb"] = result.scenecut.median_rss
+    if result.scenedetect is not None:
+        doc["scenedetect"]["median_s"] = result.scenedetect.median
+        doc["scenedetect"]["median_peak_rss_mb"] = result.scenedetect.median_rss
     doc["ratio"] = result.ratio
     return doc
 
@@ -165,8 +188,34 @@ def long_film() -> tuple[Path, dict, dict]:
     return path, counts, info
 
 
+def repeated_film(film: Path, repeats: int) -> Path:
+    """``film`` played ``repeats`` times in a row: stream-copied by ffmpeg's concat demuxer, so
+    it takes seconds to make and has the same bitrate. Cached beside ``film``."""
+    sys.path.insert(0, str(ROOT))
+    from scenecut.video import ffmpeg_exe
+
+    path = film.with_name(f"{film.stem}_x{repeats}{film.suffix}")
+    if path.exists() and path.stat().st_mtime >= film.stat().st_mtime:
+        return path
+    listing = path.with_suffix(".txt")
+    listing.write_text(f"file '{film.name}'\n" * repeats)
+    part = path.with_name(f".{path.name}.part{path.suffix}")
+    start = time.perf_counter()
+    command = [ffmpeg_exe(), "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i"]
+    subprocess.run([*command, str(listing), "-c", "copy", str(part)], check=True)
+    os.replace(part, path)
+    listing.unlink()
+    say(f"made {path.name} ({repeats} x {film.name}) in {time.perf_counter() - start:.1f} s")
+    return path
+
+
 def bench_input(
-    path: Path, truth: dict | None, scenecut: Path, scenedetect: Path, runs: int, timeout: float
+    path: Path,
+    truth: dict | None,
+    scenecut: Path,
+    scenedetect: Path | None,
+    runs: int,
+    timeout: float,
 ) -> InputResult:
     with tempfile.TemporaryDirectory(prefix="scenecut-bench-") as tmp:
         sc_out, sd_out = Path(tmp) / "scenecut", Path(tmp) / "scenedetect"
@@ -174,30 +223,42 @@ def bench_input(
             [str(scenecut), "segment", str(path), "-o", str(sc_out), "--overwrite", "--quiet"]
         )
         detect = ["detect-adaptive", "list-scenes", "--skip-cuts"]
-        sd = Runs([str(scenedetect), "-i", str(path), "-q", "-o", str(sd_out), *detect])
+        sd = None
+        if scenedetect is not None:
+            sd = Runs([str(scenedetect), "-i", str(path), "-q", "-o", str(sd_out), *detect])
         for i in range(runs):
             # Alternate which command goes first, so neither always meets a warm page cache.
-            for runs_of in (sc, sd) if i % 2 == 0 else (sd, sc):
+            for runs_of in [r for r in ((sc, sd) if i % 2 == 0 else (sd, sc)) if r is not None]:
                 shutil.rmtree(sc_out if runs_of is sc else sd_out, ignore_errors=True)
                 timed_run(runs_of, timeout)
         read_scenecut(sc, sc_out / f"{path.stem}.scenes.json")
-        read_scenedetect(sd, sd_out / f"{path.stem}-Scenes.csv")
+        if sd is not None:
+            read_scenedetect(sd, sd_out / f"{path.stem}-Scenes.csv")
     return InputResult(path.name, str(path), path.stat().st_size, sc, sd, truth)
 
 
 def timed_run(runs: Runs, timeout: float) -> None:
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(runs.command, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        runs.error = runs.error or f"{type(exc).__name__}: {exc}"
-        return
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        runs.error = runs.error or f"exit {proc.returncode}: {lines[-1] if lines else ''}"
-        return
+    """Run ``runs.command`` once; record its wall time and peak RSS (from ``wait4``)."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        try:
+            proc = subprocess.Popen(runs.command, stdout=out, stderr=out)
+        except OSError as exc:
+            runs.error = runs.error or f"{type(exc).__name__}: {exc}"
+            return
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            out.seek(0)
+            lines = out.read().decode(errors="replace").strip().splitlines()
+            runs.error = runs.error or f"exit {proc.returncode}: {lines[-1] if lines else ''}"
+            return
     runs.seconds.append(round(elapsed, 3))
+    runs.peak_rss_mb.append(round(usage.ru_maxrss / 1024, 1))  # Linux: kilobytes
 
 
 def read_scenecut(runs: Runs, result: Path) -> None:
@@ -207,6 +268,7 @@ def read_scenecut(runs: Runs, result: Path) -> None:
         doc = json.loads(result.read_text())
         runs.shots, runs.scenes = len(doc["shots"]), len(doc["scenes"])
         runs.decoded_frames, runs.frame_count = doc["decoded_frames"], doc["video"]["frame_count"]
+        runs.duration_s = doc["video"]["duration_s"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         runs.error = runs.error or f"unreadable {result.name}: {exc}"
 
@@ -249,12 +311,12 @@ def table(results: list[InputResult], runs: int) -> str:
     def num(x: float | int | None, fmt: str = "{}") -> str:
         return "-" if x is None else fmt.format(x)
 
-    header = ["input", "scenecut s", "scenedetect s", "ratio", "decoded/frames", "shots (sd)"]
-    header += ["scenes", "truth shots/scenes"]
+    header = ["input", "scenecut s", "scenedetect s", "ratio", "peak MB", "decoded/frames"]
+    header += ["shots (sd)", "scenes", "truth shots/scenes"]
     rows = [header]
     errors = []
     for r in results:
-        sc, sd = r.scenecut, r.scenedetect
+        sc, sd = r.scenecut, r.scenedetect or Runs([])
         decoded = "-" if sc.decoded_frames is None else f"{sc.decoded_frames}/{sc.frame_count}"
         truth = f"{r.truth['shots']}/{r.truth['scenes']}" if r.truth else "-"
         rows.append(
@@ -263,6 +325,7 @@ def table(results: list[InputResult], runs: int) -> str:
                 "error" if sc.error and not sc.seconds else num(sc.median, "{:.2f}"),
                 "error" if sd.error and not sd.seconds else num(sd.median, "{:.2f}"),
                 num(r.ratio, "{:.2f}"),
+                num(sc.median_rss, "{:.0f}"),
                 decoded,
                 f"{num(sc.shots)} ({num(sd.shots)})",
                 num(sc.scenes),
@@ -279,7 +342,10 @@ def table(results: list[InputResult], runs: int) -> str:
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"median of {runs} run(s); ratio = scenecut / scenedetect wall time")
+    lines.append(
+        f"median of {runs} run(s); ratio = scenecut / scenedetect wall time; "
+        "peak MB = scenecut's maximum resident set"
+    )
     lines += [e for e in errors if not e.endswith(": None")]
     return "\n".join(lines)
 
