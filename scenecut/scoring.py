@@ -172,6 +172,7 @@ def load_scorer(
 
 
 _FAR_SAMPLE = 50_000  # far shot pairs used to calibrate links (all of them in films < ~330 shots)
+_CHUNK = 4096  # shot pairs compared at a time
 
 
 def _link_curve(e: np.ndarray, floor: float = LINK_FLOOR) -> tuple[float, float]:
@@ -192,7 +193,15 @@ def _link_curve(e: np.ndarray, floor: float = LINK_FLOOR) -> tuple[float, float]
         second = rng.integers(0, n, _FAR_SAMPLE)
         keep = np.abs(first - second) > 2 * LINK_REACH
         first, second = first[keep], second[keep]
-    far = np.einsum("ij,ij->i", e[first], e[second])
+    # In chunks: gathering all pairs at once would hold two [50000, D] copies (80 MB for the
+    # classic descriptors), the largest allocation of a feature-length film.
+    far = np.concatenate(
+        [
+            np.einsum("ij,ij->i", e[first[i : i + _CHUNK]], e[second[i : i + _CHUNK]])
+            for i in range(0, len(first), _CHUNK)
+        ]
+        or [np.zeros(0, dtype=e.dtype)]
+    )
     near_level = float(np.median(near)) if near.size else 0.9
     far_level = float(np.percentile(far, 25)) if far.size >= 8 else near_level - 0.35
     mid = min(max(0.5 * (near_level + far_level), floor), 0.92)

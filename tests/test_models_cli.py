@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -55,6 +56,24 @@ def test_segment_with_a_checkpoint_path(scenecut_exe, film, tmp_path):
     assert n == len(film.shot_starts)
     scores = result["boundary_scores"]
     assert len(scores) == n - 1 and all(0.0 <= s <= 1.0 for s in scores)
+
+
+@pytest.mark.skipif(
+    not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile needs a C++ compiler"
+)
+def test_compile_gives_the_same_scores(scenecut_exe, film, tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    torch.manual_seed(4)
+    M.save(M.build(TINY), TINY, path)
+    common = ("segment", str(film.path), "--model", str(path), "--precision", "fp32", "--stdout")
+    plain = _run(scenecut_exe, *common, home=tmp_path)
+    compiled = _run(scenecut_exe, *common, "--compile", home=tmp_path)
+    assert plain.returncode == 0 and compiled.returncode == 0, compiled.stderr
+    assert "compile failed" not in compiled.stderr
+    a = json.loads(plain.stdout)["boundary_scores"]
+    b = json.loads(compiled.stdout)["boundary_scores"]
+    assert len(a) == len(b) == len(film.shot_starts) - 1
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-4
 
 
 def test_import_then_use_by_name_and_auto_picks_it(scenecut_exe, film, modelscope_file, tmp_path):
