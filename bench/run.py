@@ -8,7 +8,9 @@ bench_loader as separate processes, times ``scenecut --help`` against a bare Pyt
 and profiles ``scenecut segment --profile`` on the 10-minute film (classic and EfficientNet).
 Prints one table (measurement, value, the reference measured in the same run, ratio, target,
 met) and writes every raw number and the machine to bench/results/bench.json. ``--quick``: one
-run each and no 2-hour film (minutes instead of a quarter of an hour). See bench/README.md.
+run each and no 2-hour film (minutes instead of a quarter of an hour). ``--results DIR``: write
+the JSON files there instead of bench/results/ (the generated films stay cached there). See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_bench(script: str, *args: str) -> dict:
-    out = RESULTS / f"{Path(script).stem.removeprefix('bench_')}.json"
+def run_bench(results: Path, script: str, *args: str) -> dict:
+    out = results / f"{Path(script).stem.removeprefix('bench_')}.json"
     say(f"== {script} {' '.join(args)}")
     start = time.perf_counter()
     subprocess.run([PY, str(BENCH / script), *args, "--json", str(out)], check=True)
@@ -60,9 +62,9 @@ def startup(runs: int) -> dict:
     return {"help_s": help_s, "python_s": python_s}
 
 
-def profile(film: Path, model: str) -> dict:
+def profile(results: Path, film: Path, model: str) -> dict:
     """``scenecut segment --profile`` on ``film``; the stage table as printed."""
-    out = RESULTS / "profile-out"
+    out = results / "profile-out"
     command = [SCENECUT, "segment", str(film), "-o", str(out), "--overwrite", "--quiet"]
     proc = subprocess.run(
         [*command, "--profile", "--model", model], capture_output=True, text=True, check=True
@@ -80,26 +82,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 run each, no 2-hour film")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON files go")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
     film, _, _ = long_film()
     hours = ["--hours", "0"] if args.quick else []
     raw = {
         "machine": machine(),
-        "segment": run_bench("bench_segment.py", "--runs", str(runs), *hours),
-        "embed": run_bench("bench_embed.py", "--runs", str(runs)),
-        "export": run_bench("bench_export.py", "--runs", str(runs)),
-        "loader": run_bench("bench_loader.py", "--runs", str(runs)),
+        "segment": run_bench(results, "bench_segment.py", "--runs", str(runs), *hours),
+        "embed": run_bench(results, "bench_embed.py", "--runs", str(runs)),
+        "export": run_bench(results, "bench_export.py", "--runs", str(runs)),
+        "loader": run_bench(results, "bench_loader.py", "--runs", str(runs)),
         "startup": startup(max(runs, 5)),
-        "profile": [profile(film, "classic"), profile(film, "effnet-lite0")],
+        "profile": [profile(results, film, m) for m in ("classic", "effnet-lite0")],
     }
     rows = target_rows(raw, film)
     raw["rows"] = rows
     print(render(rows, raw))
     for p in raw["profile"]:
         print(f"\nscenecut segment --profile --model {p['model']} {film.name}:\n{p['table']}")
-    out = RESULTS / "bench.json"
+    out = results / "bench.json"
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(raw, indent=1) + "\n")
     os.replace(tmp, out)
