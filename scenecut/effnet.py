@@ -188,24 +188,8 @@ class EfficientNetEncoder:
         n, k = keyframes.shape[:2]
         flat = np.ascontiguousarray(keyframes).reshape(n * k, *keyframes.shape[2:])
         feats = F.normalize(self.features(torch.from_numpy(flat)), dim=1).numpy()
-        weights = np.array([informativeness(_small(image)) for image in flat]).reshape(n, k, 1)
+        weights = np.array([informativeness(image / 255.0) for image in flat]).reshape(n, k, 1)
         return pool_keyframes(feats.reshape(n, k, -1), weights)
-
-
-def _small(image):
-    """A keyframe at the classic encoder's height (64 px), as float RGB in [0, 1]: enough to
-    judge how much picture it has, at a fiftieth of the cost of the full frame."""
-    import cv2
-
-    from scenecut.embed import ClassicEncoder
-
-    h, w = image.shape[:2]
-    height = ClassicEncoder.keyframe_height
-    if h > height:
-        image = cv2.resize(
-            image, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA
-        )
-    return image / 255.0
 
 
 def model_config(crn=None):

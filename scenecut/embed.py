@@ -66,10 +66,12 @@ def informativeness(rgb: np.ndarray) -> float:
     so that fade-in/fade-out keyframes and title cards do not make unrelated shots look alike."""
     import numpy as np
 
-    luma = rgb.mean(axis=2)
-    brightness = min(1.0, float(luma.mean()) / 0.1)
+    brightness = min(1.0, float(rgb.mean()) / 0.1)  # the mean luma
     background = np.median(rgb[::2, ::2].reshape(-1, 3), axis=0)
-    flat = float((np.abs(rgb - background).max(axis=2) < 0.06).mean())
+    # A pixel is flat when all three channels are near the background (per-channel planes:
+    # numpy reduces over a last axis of 3 slowly).
+    near = np.abs(rgb - background) < 0.06
+    flat = float((near[..., 0] & near[..., 1] & near[..., 2]).mean())
     busy = min(1.0, max(0.0, (0.985 - flat) / 0.3))
     return 1e-3 + brightness * busy
 
