@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
@@ -28,6 +26,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_segment import machine as describe_machine  # noqa: E402
 
 from scenecut.effnet import load_lite0  # noqa: E402
 from scenecut.model import Runner, ShotEncoder, autocast_dtype  # noqa: E402
@@ -127,13 +129,8 @@ def main() -> None:
         value = f"{top['median']:.1f} ({top['config']})" if top else "-"
         print(f"target: {encoder} >= {target:.0f} images/s; best low-precision: {value}")
     machine = {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **describe_machine(),  # the same description as the other benches
         "device": str(device),
-        "cuda": torch.cuda.get_device_name() if device.type == "cuda" else None,
         "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
     }
     doc = {"machine": machine, "batch": batch, "images": IMAGES, "rows": rows, "best": best}

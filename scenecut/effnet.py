@@ -164,7 +164,6 @@ class EfficientNetEncoder:
         from scenecut.model import Runner
 
         self.runner = Runner(load_lite0(), self.device, self.precision, self.batch, self.compile)
-        self.net = self.runner.net
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, H, W, 3]`` uint8 -> ``[N, 1280]`` float32 features, ``batch`` images at a time."""

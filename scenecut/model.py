@@ -513,7 +513,6 @@ class Runner:
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
-        self.out_dim = getattr(net, "out_dim", None)
         self.compiled = None
         if compile:
             # torch's C++ builder warns that there is no CUDA runtime on CPU-only machines.

@@ -111,6 +111,7 @@ def detect_shots(
     # thread runs the detector: the two stages overlap, as in PySceneDetect.
     # A detector may make its own input from the decoded frame (TransNetV2 takes 48x27 pixels).
     small = getattr(det, "detection_image", None) or _DetectionImages(det_w, det_h)
+    clock = time.perf_counter
 
     def downscale(item: DecodedFrame) -> tuple[DecodedFrame, np.ndarray]:
         start = clock()
@@ -118,7 +119,6 @@ def detect_shots(
         stages.add("downscale", clock() - start)
         return item, image
 
-    clock = time.perf_counter
     staged = _in_thread(stages.timed("decode", frames), downscale)
     for item, image in staged:
         last = item
