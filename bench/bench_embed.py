@@ -2,15 +2,14 @@
 
     python bench/bench_embed.py [--runs 3] [--batch 0] [--device auto] [--no-compile] [--json OUT]
 
-Each configuration embeds the same images through ``scenecut.model.Runner`` (the code path of
-``segment``) ``--runs`` times after one warm-up call (oneDNN primes its kernels per shape, and
+Each configuration embeds the same images through ``scenecut.models.runner.Runner`` (the code path
+of ``segment``) ``--runs`` times after one warm-up call (oneDNN primes its kernels per shape, and
 compiled networks compile then; the compile time is reported apart); the table shows the median
-images/s and the ratio to ResNet-50 fp32, measured in the same invocation. ``--batch`` is images
-per network call (0: the default, 16 on CPUs, 64 on GPUs). ResNet-50 is BaSSL's shot encoder
+images/s and the ratio to ResNet-50 fp32, measured in the same invocation. ``--batch`` is images per
+network call (0: the default, 16 on CPUs, 64 on GPUs). ResNet-50 is BaSSL's shot encoder
 (torchvision trunk, random weights: speed does not depend on them); EfficientNet-Lite0 is the
 offline encoder with its shipped ImageNet weights. Raw numbers and the machine go to
-bench/results/embed.json.
-"""
+bench/results/embed.json."""
 
 from __future__ import annotations
 
@@ -31,9 +30,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_segment import machine as describe_machine  # noqa: E402
 
-from scenecut.effnet import load_lite0  # noqa: E402
-from scenecut.model import Runner, ShotEncoder, autocast_dtype  # noqa: E402
-from scenecut.scoring import resolve_device  # noqa: E402
+from scenecut.models.bassl import ShotEncoder  # noqa: E402
+from scenecut.models.effnet import load_lite0  # noqa: E402
+from scenecut.models.options import resolve_device  # noqa: E402
+from scenecut.models.runner import Runner, autocast_dtype  # noqa: E402
 
 TARGETS = {"resnet50": 70.0, "effnet-lite0": 150.0}  # images/s, issue 8 (this 2-core CPU)
 IMAGES = 64  # per timed run
@@ -50,7 +50,14 @@ def measure(
 ) -> tuple[list[float], float]:
     """Images/s of ``runs`` timed passes over ``images``, and the warm-up (compile) seconds."""
     device = images.device
-    runner = Runner(net, device, precision, batch, compile, channels_last)
+    runner = Runner(
+        net,
+        device=device,
+        precision=precision,
+        batch_images=batch,
+        compile=compile,
+        channels_last=channels_last,
+    )
     start = time.perf_counter()
     runner(images)  # warm-up
     warm = time.perf_counter() - start
@@ -115,7 +122,7 @@ def main() -> None:
             }
         )
     reference = rows[0]["median"]
-    batch = Runner(nets["effnet-lite0"], device, batch=args.batch).batch
+    batch = Runner(nets["effnet-lite0"], device=device, batch_images=args.batch).batch_images
     print(f"device {device}, batch {batch}, {args.runs} runs, {torch.get_num_threads()} threads")
     print(f"{'encoder':42s} {'images/s':>9s} {'vs resnet50 fp32':>17s} {'warm-up s':>10s}")
     for row in rows:

@@ -4,8 +4,8 @@ keeps busy.
     python bench/bench_export.py [--runs 3] [--video FILE] [--reencode-seconds 60] [--json OUT]
 
 The video (default: the benchmark's cached 10-minute 720p film, made on first use) is segmented
-once with the classic model; then ``scenecut.export.export_clips`` writes every scene's clip with
-stream copy, ``--runs`` times, and re-encodes the scenes of the first ``--reencode-seconds`` of
+once with the classic model; then ``scenecut.output.clips.export_clips`` writes every scene's clip
+with stream copy, ``--runs`` times, and re-encodes the scenes of the first ``--reencode-seconds`` of
 video, ``--runs`` times. Real-time factor = video seconds exported / wall seconds. Core use =
 CPU seconds of the ffmpeg processes / (wall seconds x CPUs): 1.0 means every core busy for the
 whole export. Medians; raw numbers go to bench/results/export.json. See bench/README.md.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import scenecut  # noqa: E402
-from scenecut.export import export_clips  # noqa: E402
+from scenecut.output.clips import export_clips  # noqa: E402
 
 TARGET_COPY_X = 50.0  # issue 8: --copy at >= 50x real time
 

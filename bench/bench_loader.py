@@ -2,12 +2,11 @@
 
     python bench/bench_loader.py [--runs 3] [--items 192] [--root TREE] [--json OUT]
 
-Builds a tree of synthetic 240p films with ``scenecut.data.write_movie`` (or uses ``--root``),
-then iterates ``PretrainWindows`` (BaSSL pre-training: 17-shot windows, one random keyframe per
-shot, ``train_transform``) through a ``DataLoader`` with 1 and 2 worker processes. Prints the
-median of ``--runs`` runs, and where one worker's time goes (JPEG decode vs each transform step,
-measured in this process on one thread). See bench/README.md.
-"""
+Builds a tree of synthetic 240p films with ``scenecut.data.writer.write_movie`` (or uses
+``--root``), then iterates ``PretrainWindows`` (BaSSL pre-training: 17-shot windows, one random
+keyframe per shot, ``train_transform``) through a ``DataLoader`` with 1 and 2 worker processes.
+Prints the median of ``--runs`` runs, and where one worker's time goes (JPEG decode vs each
+transform step, measured in this process on one thread). See bench/README.md."""
 
 from __future__ import annotations
 
@@ -27,8 +26,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scenecut.data import read_tree, write_annotations, write_movie  # noqa: E402
-from scenecut.loader import PretrainWindows, train_transform  # noqa: E402
+from scenecut.data.tree import read_tree  # noqa: E402
+from scenecut.data.writer import write_annotations, write_movie  # noqa: E402
+from scenecut.train.datasets import PretrainWindows, train_transform  # noqa: E402
 
 WINDOW = 17
 

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import scenecut  # noqa: E402
+from scenecut.data.synth import make_film  # noqa: E402
 from scenecut.evaluate import average_precision  # noqa: E402
-from scenecut.scoring import load_scorer  # noqa: E402
-from scenecut.synth import make_film  # noqa: E402
+from scenecut.models.options import InferenceOptions  # noqa: E402
+from scenecut.models.scorers import load_scorer  # noqa: E402
 
 CACHE = ROOT / "bench" / "results" / "cache" / "quality"
 FILM = dict(n_scenes=4, shots_per_scene=(2, 4), shot_frames=(15, 30), width=192, height=108)
@@ -59,7 +60,7 @@ def main() -> None:
     sets = inputs(args.films)
     print(f"{'model':16s} {'set':16s} {'F1@0.5':>7s} {'tp/fp/fn':>10s} {'AP':>6s} {'s':>6s}")
     for model in models:
-        scorer = load_scorer(model)
+        scorer = load_scorer(InferenceOptions(model=model))
         for set_name, items in sets.items():
             tp = fp = fn = 0
             labels: list[int] = []

@@ -159,7 +159,7 @@ def sha256(path: Path) -> str:
 def long_film() -> tuple[Path, dict, dict]:
     """The cached benchmark film (made on first use), its truth counts and how it was made."""
     sys.path.insert(0, str(ROOT))
-    from scenecut.synth import FilmTruth, long_film_spec, make_film, plan_film
+    from scenecut.data.synth import FilmTruth, long_film_spec, make_film, plan_film
 
     p = LONG_FILM
     name = f"long_{p['minutes']:g}min_{p['width']}x{p['height']}_{p['fps']}fps_seed{p['seed']}"

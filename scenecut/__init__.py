@@ -3,13 +3,30 @@
 >>> import scenecut
 >>> result = scenecut.segment("movie.mp4")
 >>> [(s.start, s.end) for s in result.scenes]
+>>> scenecut.write_results(result, Path("out"), ["json", "edl"], overwrite=False)
+
+Everything here imports without torch, av or scenedetect (they load when a video is decoded
+or a network runs), so ``import scenecut`` and ``scenecut --help`` stay fast. Binding the
+function ``segment`` after the submodule import keeps ``scenecut.segment`` the function.
 """
 
-__version__ = "0.1.0"
-
-# segment.py keeps its heavy imports (torch, av, scenedetect) inside functions, so importing it
-# here is cheap and `scenecut --help` stays fast. Binding the function after the submodule import
-# keeps `scenecut.segment` the function, not the module.
+from scenecut.models.options import InferenceOptions
+from scenecut.output.formats import write_results
+from scenecut.output.readers import load_result
+from scenecut.result import Scene, SegmentResult, Settings, Shot, VideoInfo
 from scenecut.segment import SegmentOptions, segment
+from scenecut.version import __version__
 
-__all__ = ["SegmentOptions", "__version__", "segment"]
+__all__ = [
+    "InferenceOptions",
+    "Scene",
+    "SegmentOptions",
+    "SegmentResult",
+    "Settings",
+    "Shot",
+    "VideoInfo",
+    "__version__",
+    "load_result",
+    "segment",
+    "write_results",
+]

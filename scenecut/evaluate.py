@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scenecut.data.tree import read_tree
+from scenecut.errors import InputError
+from scenecut.result import pick_boundaries
+
 RECALL_SHOTS = 5  # Recall@3s looks this many shots either side of a true boundary
 RECALL_SECONDS = 3.0
 RECALL_FPS = 24.0  # hard-coded by the reference code, whatever the film's real rate
@@ -224,8 +228,6 @@ def read_truth(path, fps) -> list[float]:
     import json
     from pathlib import Path
 
-    from scenecut.errors import InputError
-
     path = Path(path)
     try:
         text = path.read_text()
@@ -357,8 +359,6 @@ def threshold_sweep(
 ) -> list[SweepPoint]:
     """Scene-boundary precision/recall at every threshold that changes the cut (each distinct
     boundary score, just below it), from the most to the fewest scenes."""
-    from scenecut.scoring import pick_boundaries
-
     video = result.video
     frames = [(s.start, s.end) for s in result.shots]
     scores = sorted(set(result.boundary_scores))
@@ -478,9 +478,6 @@ def evaluate_split(
     keyframe height), embedded, and the film's gaps scored at once, as BaSSL scores a film.
     ``progress(done_films, total_films)`` follows the films.
     """
-    from scenecut.data import read_tree
-    from scenecut.errors import InputError
-
     tree = read_tree(root)
     movies = [m for m in tree.split(split) if m.labels is not None and m.num_shots >= 2]
     if not movies:

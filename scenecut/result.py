@@ -108,3 +108,38 @@ def scenes_from_boundaries(
         scenes.append(Scene(len(scenes), first, last, shots[first].start, shots[last].end, opening))
         first = gap + 1
     return scenes
+
+
+def pick_boundaries(
+    scores: list[float],
+    shot_frames: list[tuple[int, int]],
+    *,
+    threshold: float,
+    scenes: int | None = None,
+    min_scene_frames: int = 0,
+) -> list[int]:
+    """Choose boundary gaps, strongest first, keeping every scene >= ``min_scene_frames`` long.
+
+    With ``scenes`` set, the threshold is ignored and the ``scenes - 1`` strongest admissible gaps
+    are taken (fewer if the constraint leaves fewer).
+    """
+    n = len(shot_frames)
+    if n < 2:
+        return []
+    start, end = shot_frames[0][0], shot_frames[-1][1]
+    order = sorted(range(n - 1), key=lambda g: (-scores[g], g))
+    chosen: list[int] = []
+    cut_frames = [start, end]
+    wanted = None if scenes is None else max(0, scenes - 1)
+    for gap in order:
+        if wanted is None and scores[gap] <= threshold:
+            break
+        if wanted is not None and len(chosen) >= wanted:
+            break
+        frame = shot_frames[gap][1]
+        left = max(c for c in cut_frames if c <= frame)
+        right = min(c for c in cut_frames if c >= frame)
+        if frame - left >= min_scene_frames and right - frame >= min_scene_frames:
+            chosen.append(gap)
+            cut_frames.append(frame)
+    return sorted(chosen)

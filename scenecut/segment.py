@@ -2,77 +2,67 @@
 
 from __future__ import annotations
 
+import dataclasses
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scenecut.errors import UsageError
+from scenecut.files import check_writable, refuse_existing
+from scenecut.models.options import InferenceOptions
+from scenecut.models.scorers import load_scorer
+from scenecut.output.clips import DEFAULT_TEMPLATE, export_clips
+from scenecut.output.formats import check_formats, result_paths, to_json, write_results
+from scenecut.output.images import save_images
+from scenecut.output.report import report_path, video_href, write_report
 from scenecut.profile import Stages
-from scenecut.result import SegmentResult, Settings, scenes_from_boundaries
+from scenecut.result import SegmentResult, Settings, pick_boundaries, scenes_from_boundaries
+from scenecut.shots import check_detector, detect_shots
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from scenecut.scoring import Scorer
+    from scenecut.models.scorers import Scorer
 
 EMBED_BATCH = 32  # shots per encoder call; bounds the keyframes held in memory
 
 
 @dataclass(frozen=True)
 class SegmentOptions:
+    """How shots are found and how boundary scores become scenes; ``inference`` says which
+    model scores the boundaries and how its network runs."""
+
     detector: str = "adaptive"
     detector_threshold: float | None = None
     min_shot_seconds: float = 0.6
-    model: str = "auto"
-    device: str = "auto"
-    batch_size: int = 0  # keyframe images per network call; 0: 16 on CPUs, 64 on GPUs
-    precision: str = "auto"
-    compile: bool = False  # torch.compile the shot encoder (pays back on long films)
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
     threshold: float = 0.5
     scenes: int | None = None
     min_scene_seconds: float = 0.0
 
     def check(self) -> None:
-        from scenecut.shots import DETECTORS
-
-        if self.detector not in DETECTORS:
-            raise UsageError(
-                f"unknown detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}"
-            )
+        check_detector(self.detector, self.detector_threshold)
+        self.inference.check()
         if not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"--threshold must be between 0 and 1, got {self.threshold}")
         if self.scenes is not None and self.scenes < 1:
             raise UsageError(f"--scenes must be at least 1, got {self.scenes}")
         if self.min_shot_seconds < 0 or self.min_scene_seconds < 0:
             raise UsageError("minimum shot and scene lengths must not be negative")
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
-            raise UsageError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
-        if self.batch_size < 0:
-            raise UsageError(
-                f"--batch-size must be positive (or 0 for auto), got {self.batch_size}"
-            )
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise UsageError(f"--precision must be auto, fp32, bf16 or fp16, not {self.precision}")
-        if (
-            self.detector == "transnetv2"
-            and self.detector_threshold is not None
-            and not 0 < self.detector_threshold < 1
-        ):
-            raise UsageError(
-                "--detector-threshold for transnetv2 is a probability between 0 and 1, "
-                f"got {self.detector_threshold}"
-            )
-        if self.detector_threshold is not None and self.detector_threshold <= 0:
-            raise UsageError(
-                f"--detector-threshold must be positive, got {self.detector_threshold}"
-            )
+
+    def replace(self, **changes) -> SegmentOptions:
+        """A copy with ``changes`` to its fields or to its inference's (``model="classic"``)."""
+        inference = {k: changes.pop(k) for k in list(changes) if k in _INFERENCE_FIELDS}
+        if inference:
+            changes["inference"] = dataclasses.replace(self.inference, **inference)
+        return dataclasses.replace(self, **changes)
 
 
+_INFERENCE_FIELDS = {f.name for f in dataclasses.fields(InferenceOptions)}
 Progress = Callable[[str, int, int], None]
 
 
@@ -87,33 +77,25 @@ def segment(
 ) -> SegmentResult:
     """Cut the video at ``path`` into scenes.
 
-    ``options`` (or keyword overrides of its fields, e.g. ``threshold=0.6``) choose the shot
-    detector, the model and how scores become scenes. ``progress(stage, done, total)`` reports
-    decoding progress. ``scorer`` (from ``scoring.load_scorer``) reuses a loaded model across
-    videos instead of loading ``options.model``. ``stages`` collects busy seconds per stage
+    ``options`` (or keyword overrides of its fields and its inference's, e.g.
+    ``threshold=0.6, model="classic"``) choose the shot detector, the model and how scores
+    become scenes. ``progress(stage, done, total)`` reports decoding progress. ``scorer`` (from
+    ``models.scorers.load_scorer``) reuses a loaded model across videos instead of loading
+    ``options.inference.model``. ``stages`` collects busy seconds per stage
     (see ``scenecut.profile``).
 
     The file is decoded once. Shots are embedded in batches by a background thread while
     decoding and shot detection go on, so the network and the decoder overlap.
     """
-    from scenecut.scoring import load_scorer, pick_boundaries
-    from scenecut.shots import detect_shots
-
     options = options or SegmentOptions()
     if overrides:
-        options = SegmentOptions(**{**options.__dict__, **overrides})
+        options = options.replace(**overrides)
     options.check()
     began = time.perf_counter()
     stages = stages if stages is not None else Stages()
     if scorer is None:
         with stages.time("load model"):
-            scorer = load_scorer(
-                options.model,
-                options.device,
-                options.batch_size,
-                options.precision,
-                options.compile,
-            )
+            scorer = load_scorer(options.inference)
 
     pending: list[np.ndarray] = []
     embedder = _Embedder(scorer, stages)
@@ -240,7 +222,7 @@ class ExportOptions:
     formats: list[str]
     save_clips: bool = False
     copy: bool = False
-    clip_template: str = "$VIDEO_NAME-Scene-$SCENE_NUMBER"
+    clip_template: str = DEFAULT_TEMPLATE
     overwrite: bool = False
     to_stdout: bool = False
     report: bool = False  # <stem>.report.html beside the scene lists
@@ -248,13 +230,7 @@ class ExportOptions:
     images_per: str = "scene"
 
     def check(self) -> None:
-        from scenecut.export import WRITERS
-
-        unknown = [f for f in self.formats if f not in WRITERS]
-        if unknown:
-            raise UsageError(
-                f"unknown format {', '.join(unknown)}; choose from: {', '.join(WRITERS)}"
-            )
+        check_formats(self.formats)
         if not self.formats and not self.to_stdout:
             raise UsageError("--format needs at least one format")
         if self.copy and not self.save_clips:
@@ -288,16 +264,13 @@ def segment_to_files(
 
     Existing outputs and an unwritable ``out_dir`` are reported before any decoding starts.
     """
-    from scenecut import export as ex
-    from scenecut import report
-
     path = Path(path)
-    report_path = report.report_path(path, out_dir)
+    report_file = report_path(path, out_dir)
     if not export.to_stdout or export.save_clips:
-        ex.check_writable(out_dir)
+        check_writable(out_dir)
     if not export.to_stdout and not export.overwrite:
-        targets = ex.result_paths(path, out_dir, export.formats)
-        ex.refuse_existing([*targets, report_path] if export.report else targets)
+        targets = result_paths(path, out_dir, export.formats)
+        refuse_existing([*targets, report_file] if export.report else targets)
     stages = stages if stages is not None else Stages()
     result = segment(path, options, progress=progress, scorer=scorer, stages=stages)
     start = time.perf_counter()  # segment() counted its own wall time
@@ -305,9 +278,9 @@ def segment_to_files(
     text = ""
     with stages.time("write"):
         if export.to_stdout:
-            text = ex.to_json(result)
+            text = to_json(result)
         else:
-            files += ex.write_results(result, out_dir, export.formats, overwrite=export.overwrite)
+            files += write_results(result, out_dir, export.formats, overwrite=export.overwrite)
     if export.save_clips:
 
         def on_clip(done: int, total: int) -> None:
@@ -315,7 +288,7 @@ def segment_to_files(
                 progress("clips", done, total)
 
         with stages.time("clips", len(result.scenes)):
-            files += ex.export_clips(
+            files += export_clips(
                 result,
                 out_dir,
                 template=export.clip_template,
@@ -325,14 +298,12 @@ def segment_to_files(
             )
     with stages.time("write", 0):
         if export.report:
-            href = report.video_href(path, report_path)
+            href = video_href(path, report_file)
             files.append(
-                report.write_report(
-                    result, report_path, overwrite=export.overwrite, video_href=href
-                )
+                write_report(result, report_file, overwrite=export.overwrite, video_href=href)
             )
         if export.save_images:
-            files += report.save_images(
+            files += save_images(
                 result,
                 out_dir,
                 per=export.images_per,

@@ -31,15 +31,33 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Detector name -> (class name, name of its threshold argument, default threshold). Classes are
-# PySceneDetect's, or "module:Class" for one with the same interface elsewhere.
-DETECTORS: dict[str, tuple[str, str, float]] = {
-    "adaptive": ("AdaptiveDetector", "adaptive_threshold", 3.0),
-    "content": ("ContentDetector", "threshold", 27.0),
-    "threshold": ("ThresholdDetector", "threshold", 12.0),
-    "histogram": ("HistogramDetector", "threshold", 0.20),
-    "hash": ("HashDetector", "threshold", 0.35),
-    "transnetv2": ("scenecut.transnet:TransNetV2Detector", "threshold", 0.5),
+
+@dataclass(frozen=True)
+class Detector:
+    """A shot detector ``--detector`` can name: its class (PySceneDetect's, or "module:Class"
+    for one with the same interface elsewhere), the name and default of its threshold argument,
+    and what ``--help`` says of it."""
+
+    cls: str
+    threshold_arg: str
+    default_threshold: float
+    note: str = ""
+    probability: bool = False  # the threshold is a probability, in (0, 1)
+
+
+DETECTORS: dict[str, Detector] = {
+    "adaptive": Detector("AdaptiveDetector", "adaptive_threshold", 3.0),
+    "content": Detector("ContentDetector", "threshold", 27.0),
+    "threshold": Detector("ThresholdDetector", "threshold", 12.0, "fades"),
+    "histogram": Detector("HistogramDetector", "threshold", 0.20),
+    "hash": Detector("HashDetector", "threshold", 0.35),
+    "transnetv2": Detector(
+        "scenecut.models.transnet:TransNetV2Detector",
+        "threshold",
+        0.5,
+        "learned; finds fades and dissolves",
+        probability=True,
+    ),
 }
 DETECTION_WIDTH = 256  # PySceneDetect's DEFAULT_MIN_WIDTH
 KEYFRAMES_PER_SHOT = 3
@@ -61,13 +79,40 @@ class ShotDetection:
     decoded_frames: int
 
 
-def make_detector(name: str, threshold: float | None, min_shot_frames: int):
-    """Build the detector called ``name`` with our threshold override."""
+def detector_help() -> str:
+    """``--detector``'s help, from the table."""
+    names = [f"{name} ({d.note})" if d.note else name for name, d in DETECTORS.items()]
+    return f"Shot detector: {', '.join(names[:-1])}, or {names[-1]}."
+
+
+def detector_threshold_help() -> str:
+    """``--detector-threshold``'s help, from the table."""
+    defaults = ", ".join(f"{name} {d.default_threshold:g}" for name, d in DETECTORS.items())
+    return f"Shot detector threshold [default: the detector's own: {defaults}]."
+
+
+def check_detector(name: str, threshold: float | None = None) -> Detector:
+    """The detector called ``name``; ``UsageError`` for an unknown one or a bad threshold."""
     if name not in DETECTORS:
         raise UsageError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")
-    class_name, arg, default = DETECTORS[name]
-    module, _, class_name = class_name.rpartition(":")
-    kwargs = {arg: default if threshold is None else threshold, "min_scene_len": min_shot_frames}
+    detector = DETECTORS[name]
+    if threshold is not None and detector.probability and not 0 < threshold < 1:
+        raise UsageError(
+            f"--detector-threshold for {name} is a probability between 0 and 1, got {threshold}"
+        )
+    if threshold is not None and threshold <= 0:
+        raise UsageError(f"--detector-threshold must be positive, got {threshold}")
+    return detector
+
+
+def make_detector(name: str, threshold: float | None, min_shot_frames: int):
+    """Build the detector called ``name`` with our threshold override."""
+    detector = check_detector(name, threshold)
+    module, _, class_name = detector.cls.rpartition(":")
+    kwargs = {
+        detector.threshold_arg: detector.default_threshold if threshold is None else threshold,
+        "min_scene_len": min_shot_frames,
+    }
     return getattr(importlib.import_module(module or "scenedetect.detectors"), class_name)(**kwargs)
 
 

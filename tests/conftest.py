@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scenecut.synth import FilmTruth, make_bad_inputs, make_film
+from scenecut.data.synth import FilmTruth, make_bad_inputs, make_film
 
 # Films for scene tests: distinct places, 2-4 shots per scene, dialogue-style A B A B angles.
 FILM = dict(n_scenes=4, shots_per_scene=(2, 4), shot_frames=(15, 30), width=192, height=108)

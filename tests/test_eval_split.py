@@ -8,8 +8,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from scenecut import data, evaluate
-from scenecut.scoring import load_scorer
+from scenecut import evaluate
+from scenecut.data import writer
+from scenecut.models.options import InferenceOptions
+from scenecut.models.scorers import load_scorer
 
 
 def _film(rng: np.random.Generator, scenes: int, shots_per_scene: int):
@@ -33,15 +35,15 @@ def tree(tmp_path_factory):
     for k in range(3):
         keyframes, labels = _film(rng, scenes=3 + k, shots_per_scene=3)
         shots = [(10 * i, 10 * i + 10) for i in range(len(keyframes))]
-        movies.append(data.write_movie(root, f"tt{k:07d}", shots, iter(keyframes), labels))
-    data.write_annotations(
+        movies.append(writer.write_movie(root, f"tt{k:07d}", shots, iter(keyframes), labels))
+    writer.write_annotations(
         root, movies, {"train": ["tt0000000"], "val": [], "test": ["tt0000001", "tt0000002"]}
     )
     return root
 
 
 def test_evaluate_split_scores_every_labelled_gap(tree):
-    result = evaluate.evaluate_split(tree, "test", load_scorer("classic"))
+    result = evaluate.evaluate_split(tree, "test", load_scorer(InferenceOptions(model="classic")))
     assert result.scores.films == 2
     assert result.scores.gaps == (12 - 1) + (15 - 1)
     assert [f.boundaries for f in result.films] == [3, 4]

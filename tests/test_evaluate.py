@@ -116,8 +116,8 @@ def test_score_films_pools_and_averages():
 
 def test_read_truth_formats_agree(film, tmp_path):
     import scenecut
-    from scenecut.evaluate import read_truth
-    from scenecut.export import write_results
+    from scenecut.output.formats import write_results
+    from scenecut.output.readers import read_truth
 
     starts = [s / 25 for s in film.scene_starts[1:]]
     text = tmp_path / "truth.txt"
@@ -134,7 +134,7 @@ def test_read_truth_formats_agree(film, tmp_path):
 
 def test_read_truth_rejects_garbage(tmp_path):
     from scenecut.errors import InputError
-    from scenecut.evaluate import read_truth
+    from scenecut.output.readers import read_truth
 
     bad = tmp_path / "bad.txt"
     bad.write_text("scene one starts at noon\n")
@@ -199,7 +199,8 @@ def test_demo_clip_against_the_scene_list_written_by_watching_it():
     from pathlib import Path
 
     import scenecut
-    from scenecut.evaluate import evaluate_video, read_truth
+    from scenecut.evaluate import evaluate_video
+    from scenecut.output.readers import read_truth
 
     assets = Path(__file__).resolve().parents[1] / "assets"
     result = scenecut.segment(assets / "sintel_trailer_480x204.mp4")

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 import scenecut
-from scenecut.embed import ClassicEncoder
 from scenecut.errors import InputError
-from scenecut.model import Runner, TinyEncoder, default_batch
+from scenecut.models.bassl import TinyEncoder
+from scenecut.models.classic import ClassicEncoder
+from scenecut.models.links import CoherenceScorer
+from scenecut.models.runner import Runner, default_batch
 from scenecut.profile import Stages
-from scenecut.scoring import CoherenceScorer
 
 
 class _CountingEncoder(ClassicEncoder):
@@ -75,11 +76,11 @@ def test_runner_batches_and_matches_the_network():
     torch.manual_seed(0)
     net = TinyEncoder(8).eval()
     x = torch.randn(11, 3, 32, 32)
-    runner = Runner(net, "cpu", precision="fp32", batch=4, channels_last=False)
+    runner = Runner(net, device="cpu", precision="fp32", batch_images=4, channels_last=False)
     with torch.inference_mode():
         expected = net(x)
     assert torch.allclose(runner(x), expected, atol=1e-6)
-    assert default_batch("cpu") == 16 and Runner(net, "cpu").batch == 16
+    assert default_batch("cpu") == 16 and Runner(net, device="cpu").batch_images == 16
 
 
 @pytest.mark.skipif(
@@ -90,7 +91,7 @@ def test_compiled_runner_compiles_once_for_every_batch_size():
 
     torch.manual_seed(0)
     net = TinyEncoder(8).eval()
-    runner = Runner(net, "cpu", precision="fp32", batch=4, compile=True)
+    runner = Runner(net, device="cpu", precision="fp32", batch_images=4, compile=True)
     counters.clear()
     for n in (4, 3, 9, 1):  # full, short, several chunks with a short tail, one image
         x = torch.randn(n, 3, 32, 32)

@@ -126,26 +126,3 @@ def test_missing_file(tmp_path):
 def test_bad_options_raise_usage_error(film, override):
     with pytest.raises(UsageError):
         scenecut.segment(film.path, **override)
-
-
-def test_variable_frame_rate_times_and_clips(tmp_path):
-    """25, 50 and 29.97 fps segments in one file: times come from timestamps, not index / fps,
-    and the exported clips hold exactly each shot's frames."""
-    import av
-    from test_export import colour_of, make_video
-
-    from scenecut.export import export_clips
-
-    segments = [("red", "25", 25), ("blue", "50", 50), ("green", "30000/1001", 30)]
-    video = make_video(tmp_path / "vfr.mp4", segments, vfr=True)
-    result = scenecut.segment(video, detector="content", threshold=0.0)
-    assert [(s.start, s.end) for s in result.shots] == [(0, 25), (25, 75), (75, 105)]
-    assert result.video.vfr
-    assert result.video.time_of(25) == Fraction(1)
-    assert result.video.time_of(75) == Fraction(2)
-    assert abs(float(result.video.duration) - 3.0) < 0.01
-    clips = export_clips(result, tmp_path / "clips")
-    for clip, (colour, _, frames) in zip(clips, segments, strict=True):
-        with av.open(str(clip)) as container:
-            seen = [colour_of(f) for f in container.decode(video=0)]
-        assert seen == [colour] * frames

@@ -1,0 +1,88 @@
+"""The ``scenecut`` command: parse options, call the library, render results.
+
+One module per command group: ``segment`` (segment, report), ``evaluate`` (eval), ``weights``,
+``data`` and ``train``; ``console`` holds the stderr helpers and ``options`` the shared options.
+Machine-readable output goes to stdout (written file paths, or the JSON with ``--stdout``);
+tables, progress and errors go to stderr. Exit codes: 0 success, 1 an input failed, 2 bad usage,
+3 a bug, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from scenecut.cli import data, evaluate, train, weights
+from scenecut.cli import segment as segment_cli
+from scenecut.cli.console import error, log_warnings_to_stderr, stderr
+from scenecut.errors import ScenecutError
+from scenecut.version import __version__
+
+app = typer.Typer(
+    name="scenecut",
+    help="Cut long videos into scenes: shots, boundary scores, scene lists and clips.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("segment")(segment_cli.segment)
+app.command("report")(segment_cli.report)
+app.command("eval")(evaluate.eval_video)
+app.add_typer(weights.app, name="weights")
+app.add_typer(data.app, name="data")
+app.add_typer(train.app, name="train")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"scenecut {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """Cut long videos into scenes."""
+
+
+def main() -> None:
+    """Console-script entry: one red line and an exit code for expected errors."""
+    debug = os.environ.get("SCENECUT_DEBUG") == "1"
+    log_warnings_to_stderr(debug)
+    try:
+        # Without standalone mode, click returns the exit code of typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
+    except ScenecutError as exc:
+        if debug:
+            raise
+        error(stderr(), str(exc))
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # click's usage errors, as Typer re-exports them
+        if debug:
+            raise
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        error(stderr(), message)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (KeyboardInterrupt, typer.Abort):
+        stderr().print("[red]interrupted[/red]")
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        error(
+            stderr(),
+            f"{type(exc).__name__}: {exc} "
+            "(this is a bug; set SCENECUT_DEBUG=1 for the traceback and please report it)",
+        )
+        sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,216 @@
+"""``scenecut eval``: scenes scored against a trusted scene list, or on a labelled dataset.
+
+The metrics live in ``scenecut.evaluate`` (numpy), imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scenecut.cli.console import ProgressBars, stderr
+from scenecut.cli.options import (
+    BatchOption,
+    CompileOption,
+    DetectorOption,
+    DeviceOption,
+    ModelOption,
+    PrecisionOption,
+)
+from scenecut.errors import UsageError
+from scenecut.files import atomic_write
+from scenecut.models.options import InferenceOptions
+from scenecut.models.scorers import choose_model, load_scorer
+from scenecut.output.readers import load_result, read_truth
+from scenecut.segment import SegmentOptions, segment
+
+
+def eval_video(
+    video: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The video to segment and score, or a .json written by `scenecut segment` "
+            "(its scenes are scored as they are). Leave out with --data."
+        ),
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="True scene starts for VIDEO: scenecut JSON, a scene CSV, or one time per "
+            "line (seconds or HH:MM:SS.mmm)."
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Evaluate on a labelled split of this MovieNet-style tree instead of a video.",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="The split of --data to evaluate.")] = "test",
+    tolerance: Annotated[
+        float, typer.Option(help="Seconds within which a boundary counts as found.")
+    ] = 1.0,
+    model: ModelOption = "auto",
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 0,
+    precision: PrecisionOption = "auto",
+    compile_net: CompileOption = False,
+    detector: DetectorOption = "adaptive",
+    threshold: Annotated[float, typer.Option(help="Boundary score threshold.")] = 0.5,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write the JSON here instead of stdout.")
+    ] = None,
+    pr_curve: Annotated[
+        Path | None,
+        typer.Option(
+            "--pr-curve", help="Write a threshold sweep to FILE.png (plot) and FILE.csv (data)."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing output files.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
+) -> None:
+    """Score scenes against the truth: one video with --truth, or a dataset split with --data.
+
+    Metrics as the papers compute them: AP pooled over all shot gaps (BaSSL), per-film mean AP
+    (LGSS mAP, SCRL AP), F1 at --threshold, mIoU (LGSS), Recall and Recall@3s. JSON on stdout.
+    """
+    inference = InferenceOptions(
+        model=model,
+        device=device,
+        batch_images=batch_size,
+        precision=precision,
+        compile=compile_net,
+    )
+    options = SegmentOptions(detector=detector, inference=inference, threshold=threshold)
+    options.check()
+    if tolerance <= 0:
+        raise UsageError(f"--tolerance must be positive, got {tolerance}")
+    if (data is None) == (video is None):
+        raise UsageError("give either a VIDEO (with --truth) or --data ROOT, not both")
+    if video is not None and truth is None:
+        raise UsageError("--truth is required when scoring a video")
+    targets = [output] if output else []
+    if pr_curve is not None:
+        targets += [pr_curve.with_suffix(".png"), pr_curve.with_suffix(".csv")]
+    for target in targets:
+        if target.exists() and not overwrite:
+            raise UsageError(f"{target} exists; pass --overwrite to replace it")
+    console = stderr()
+    if data is not None:
+        _eval_split(console, data, split, options, output, overwrite, quiet)
+        return
+    from scenecut.evaluate import (
+        evaluate_video,
+        pr_plot_png,
+        report_dict,
+        sweep_csv,
+        threshold_sweep,
+    )
+
+    if video.suffix.lower() == ".json":
+        result = load_result(video)
+    else:
+        with ProgressBars(console, quiet, video.name) as progress:
+            result = segment(video, options, progress=progress)
+    truth_s = read_truth(truth, result.video.fps)
+    evaluation = evaluate_video(result, truth_s, tolerance)
+    if pr_curve is not None:
+        points = threshold_sweep(result, truth_s, tolerance)
+        atomic_write(pr_curve.with_suffix(".csv"), sweep_csv(points), overwrite=overwrite)
+        png = pr_plot_png(points, threshold, f"{video.name} ({result.settings.model})")
+        atomic_write(pr_curve.with_suffix(".png"), png, overwrite=overwrite)
+    _write_json(report_dict(result, evaluation), output, overwrite)
+    if not quiet:
+        _evaluation_table(console, evaluation)
+
+
+def _write_json(data: dict, output: Path | None, overwrite: bool) -> None:
+    """A JSON report to stdout, or atomically to ``output``."""
+    text = json.dumps(data, indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write(output, text, overwrite=overwrite)
+
+
+def _eval_split(console, data: Path, split: str, options, output, overwrite, quiet) -> None:
+    from scenecut.evaluate import evaluate_split
+
+    choice = choose_model(options.inference.model)
+    scorer = load_scorer(options.inference, choice)
+    with ProgressBars(console, quiet, f"{data.name}:{split}") as progress:
+        films = (lambda done, total: progress("films", done, total)) if progress else None
+        evaluation = evaluate_split(data, split, scorer, options.threshold, progress=films)
+    _write_json(evaluation.to_dict(), output, overwrite)
+    if not quiet:
+        _split_table(console, evaluation)
+        if choice.note:
+            console.print(choice.note)
+
+
+def _split_table(console, evaluation) -> None:
+    from rich.table import Table
+
+    s = evaluation.scores
+    title = (
+        f"{evaluation.model} on {evaluation.split} of {evaluation.root}: "
+        f"{s.films} films, {s.gaps} gaps, threshold {evaluation.threshold}"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("definition")
+    unit = "frames" if evaluation.frame_spans else "shots (no frame ranges in the tree)"
+    rows = [
+        ("AP", s.ap, "pooled over all gaps (BaSSL)"),
+        ("mAP", s.mean_ap, "per-film AP averaged (LGSS mAP, SCRL 'AP')"),
+        ("F1", s.f1, "pooled at the threshold (BaSSL)"),
+        ("mean F1", s.mean_f1, "per-film F1 averaged (SCRL)"),
+        ("mIoU", s.miou, f"LGSS scene coverage, per film, in {unit}"),
+        ("Recall", s.recall, "per film"),
+        ("Recall@3s", s.recall_at_3s, "LGSS/BaSSL, 24 fps assumed as they do"),
+    ]
+    for name, value, what in rows:
+        table.add_row(name, f"{100 * value:.2f}", what)
+    console.print(table)
+
+
+def _evaluation_table(console, evaluation) -> None:
+    from rich.table import Table
+
+    s = evaluation.scores
+    summary = Table(title="scene boundaries", title_justify="left")
+    for name in ("precision", "recall", "F1", "AP (gaps)", "mIoU", "Recall@3s"):
+        summary.add_column(name, justify="right")
+    summary.add_row(
+        *(
+            f"{100 * v:.1f}"
+            for v in (
+                evaluation.precision,
+                evaluation.recall,
+                evaluation.f1,
+                s.ap,
+                s.miou,
+                s.recall_at_3s,
+            )
+        )
+    )
+    console.print(summary)
+    listing = Table(title=f"within {evaluation.tolerance_s:g} s", title_justify="left")
+    for name in ("", "truth s", "predicted s", "offset s"):
+        listing.add_column(name, justify="right")
+    for m in evaluation.boundaries:
+        listing.add_row(
+            m.kind,
+            "" if m.truth_s is None else f"{m.truth_s:.3f}",
+            "" if m.predicted_s is None else f"{m.predicted_s:.3f}",
+            "" if m.offset_s is None else f"{round(m.offset_s, 3) + 0.0:+.3f}",
+        )
+    console.print(listing)

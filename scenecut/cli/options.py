@@ -1,0 +1,32 @@
+"""Options several commands share, with help texts built from the tables they name."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from scenecut.models.options import DEVICES, PRECISIONS
+from scenecut.models.scorers import model_help
+from scenecut.shots import detector_help, detector_threshold_help
+
+ModelOption = Annotated[str, typer.Option(help=model_help())]
+DeviceOption = Annotated[str, typer.Option(help=f"{DEVICES} (auto: CUDA when present).")]
+BatchOption = Annotated[
+    int,
+    typer.Option(
+        help="Keyframe images per network call; 0 = auto (16 on CPUs, 64 on GPUs).", min=0
+    ),
+]
+CompileOption = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.compile the shot encoder: 10-25 s once, then faster (worth it on long films).",
+    ),
+]
+PrecisionOption = Annotated[
+    str, typer.Option(help=f"{', '.join(PRECISIONS)} (auto: bf16/fp16 where fast).")
+]
+DetectorOption = Annotated[str, typer.Option(help=detector_help())]
+DetectorThresholdOption = Annotated[float | None, typer.Option(help=detector_threshold_help())]

@@ -1,0 +1,230 @@
+"""``scenecut segment`` and ``scenecut report``: videos in, scene lists, clips and reports out."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scenecut.cli.console import ProgressBars, error, stderr
+from scenecut.cli.options import (
+    BatchOption,
+    CompileOption,
+    DetectorOption,
+    DetectorThresholdOption,
+    DeviceOption,
+    ModelOption,
+    PrecisionOption,
+)
+from scenecut.errors import ScenecutError, UsageError
+from scenecut.models.options import InferenceOptions
+from scenecut.models.scorers import choose_model, load_scorer
+from scenecut.output.clips import DEFAULT_TEMPLATE
+from scenecut.output.formats import FORMATS_HELP
+from scenecut.output.report import rebuild_report
+from scenecut.output.timecode import timecode
+from scenecut.profile import Stages
+from scenecut.segment import ExportOptions, SegmentOptions, segment_to_files
+
+
+def segment(
+    inputs: Annotated[
+        list[str], typer.Argument(help="Video files; '-' reads more paths from stdin.")
+    ],
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("-o", "--output-dir", help="Where outputs go [default: ./<stem>_scenes/]."),
+    ] = None,
+    formats: Annotated[str, typer.Option("--format", "-f", help=FORMATS_HELP)] = "json",
+    stdout: Annotated[
+        bool, typer.Option("--stdout", help="Write the JSON result to stdout instead of files.")
+    ] = False,
+    save_clips: Annotated[
+        bool, typer.Option("--save-clips", help="Export one clip per scene with ffmpeg.")
+    ] = False,
+    copy: Annotated[
+        bool,
+        typer.Option("--copy", help="Stream-copy clips: fast, but cuts snap to keyframes."),
+    ] = False,
+    clip_template: Annotated[
+        str,
+        typer.Option(
+            "--clip-template",
+            help="Clip file name; macros $VIDEO_NAME $SCENE_NUMBER $START_FRAME $END_FRAME.",
+        ),
+    ] = DEFAULT_TEMPLATE,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="Write <stem>.report.html: timeline, score curve, thumbnails."
+        ),
+    ] = False,
+    save_images: Annotated[
+        int,
+        typer.Option(
+            "--save-images",
+            metavar="N",
+            help="Save N JPEGs per scene ($VIDEO_NAME-Scene-$SCENE_NUMBER-$IMAGE_NUMBER.jpg).",
+        ),
+    ] = 0,
+    images_per: Annotated[
+        str, typer.Option("--images-per", help="--save-images per 'scene' or per 'shot'.")
+    ] = "scene",
+    detector: DetectorOption = "adaptive",
+    detector_threshold: DetectorThresholdOption = None,
+    min_shot_len: Annotated[float, typer.Option(help="Minimum shot length in seconds.")] = 0.6,
+    model: ModelOption = "auto",
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 0,
+    precision: PrecisionOption = "auto",
+    compile_net: CompileOption = False,
+    threshold: Annotated[
+        float, typer.Option(help="Boundary score above which a shot gap starts a new scene.")
+    ] = 0.5,
+    scenes: Annotated[
+        int | None, typer.Option(help="Ask for this many scenes instead of using --threshold.")
+    ] = None,
+    min_scene_len: Annotated[float, typer.Option(help="Minimum scene length in seconds.")] = 0.0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing output files.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")
+    ] = False,
+    profile: Annotated[
+        bool,
+        typer.Option("--profile", help="Print where the time went, stage by stage, to stderr."),
+    ] = False,
+) -> None:
+    """Detect shots, score every shot gap, write the scenes (frames: 0-based, end-exclusive)."""
+    inference = InferenceOptions(
+        model=model,
+        device=device,
+        batch_images=batch_size,
+        precision=precision,
+        compile=compile_net,
+    )
+    options = SegmentOptions(
+        detector=detector,
+        detector_threshold=detector_threshold,
+        min_shot_seconds=min_shot_len,
+        inference=inference,
+        threshold=threshold,
+        scenes=scenes,
+        min_scene_seconds=min_scene_len,
+    )
+    export = ExportOptions(
+        formats=[f.strip() for f in formats.split(",") if f.strip()],
+        save_clips=save_clips,
+        copy=copy,
+        clip_template=clip_template,
+        overwrite=overwrite,
+        to_stdout=stdout,
+        report=report,
+        save_images=save_images,
+        images_per=images_per,
+    )
+    options.check()
+    export.check()
+    paths = expand_inputs(inputs)
+    if stdout and len(paths) > 1:
+        raise UsageError("--stdout takes a single input (its JSON goes to stdout)")
+    console = stderr()
+    choice = choose_model(model)
+    note = None if quiet else choice.note  # said once, after the first scene table
+    start = time.perf_counter()
+    scorer = load_scorer(inference, choice)
+    load_seconds = time.perf_counter() - start
+    failures = 0
+    for path in paths:
+        out_dir = output_dir or Path(f"{Path(path).stem}_scenes")
+        stages = Stages()
+        if load_seconds:  # the model is loaded once: its time goes with the first input
+            stages.add("load model", load_seconds)
+            stages.wall, load_seconds = load_seconds, 0.0
+        try:
+            with ProgressBars(console, quiet, Path(path).name) as progress:
+                done = segment_to_files(
+                    path, options, export, out_dir, progress=progress, scorer=scorer, stages=stages
+                )
+        except ScenecutError as exc:
+            if os.environ.get("SCENECUT_DEBUG") == "1":
+                raise
+            failures += 1
+            error(console, str(exc))
+            continue
+        if stdout:
+            sys.stdout.write(done.json)
+            sys.stdout.flush()
+        else:
+            for written in done.files:
+                typer.echo(str(written))
+        if not quiet:
+            scene_table(console, done.result)
+        if profile:
+            console.print(f"profile of {path}:\n{stages.table()}", markup=False)
+        if note:
+            console.print(note)
+            note = None
+    if failures:
+        raise typer.Exit(1)
+
+
+def report(
+    result_json: Annotated[
+        Path, typer.Argument(help="A .scenes.json written by `scenecut segment`.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="The HTML file [default: <stem>.report.html beside the JSON]."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing report.")
+    ] = False,
+) -> None:
+    """Rebuild the HTML report from a saved result (the video must be where the JSON says)."""
+    typer.echo(str(rebuild_report(result_json, output, overwrite=overwrite)))
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    paths: list[str] = []
+    for item in inputs:
+        if item == "-":
+            paths.extend(line.strip() for line in sys.stdin if line.strip())
+        else:
+            paths.append(item)
+    if not paths:
+        raise UsageError("no input files given")
+    return paths
+
+
+def scene_table(console, result) -> None:
+    from rich.table import Table
+
+    video = result.video
+    table = Table(
+        title=f"{video.path.name}: {len(result.shots)} shots, {len(result.scenes)} scenes "
+        f"({result.settings.model})",
+        title_justify="left",
+    )
+    # Numbered from 1 like the CSV and PySceneDetect; frames stay 0-based, end-exclusive.
+    for column in ("scene", "start", "end", "duration", "frames", "shots", "score"):
+        table.add_column(column, justify="right")
+    for scene in result.scenes:
+        start, end = video.time_of(scene.start), video.time_of(scene.end)
+        table.add_row(
+            str(scene.index + 1),
+            timecode(start),
+            timecode(end),
+            f"{float(end - start):.2f}s",
+            f"{scene.start}-{scene.end}",
+            f"{scene.first_shot + 1}-{scene.last_shot + 1}",
+            "" if scene.score is None else f"{scene.score:.2f}",
+        )
+    console.print(table)

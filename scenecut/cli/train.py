@@ -1,0 +1,200 @@
+"""``scenecut train``: pre-train, extract shot features, fine-tune the boundary model.
+
+Each command builds a ``TrainConfig`` (paper defaults < ``--config FILE`` < options <
+``--set key=value``), starts 1..N processes through torchrun's launcher (or runs as one worker
+when already under ``torchrun``) and prints rank 0's metrics as JSON lines on stderr. Importing
+this module is cheap: torch loads only when a command runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scenecut.errors import UsageError
+from scenecut.models.config import ENCODERS
+from scenecut.train.config import METHODS, check_run_folder, make_config
+
+app = typer.Typer(
+    help="Train the models: pretrain (BaSSL, SimCLR, ShotCoL, SCRL), extract, finetune.",
+    no_args_is_help=True,
+)
+
+_ENCODERS = ", ".join(f"{name} ({note})" if note else name for name, note in ENCODERS.items())
+Gpus = Annotated[int, typer.Option(help="GPUs on this node (one process each, NCCL).")]
+Procs = Annotated[int, typer.Option(help="CPU processes (gloo) when there is no GPU.")]
+Nodes = Annotated[int, typer.Option(help="Machines in the run.")]
+NodeRank = Annotated[int, typer.Option(help="This machine's index, 0..nodes-1.")]
+Addr = Annotated[str, typer.Option(help="Address of node 0.")]
+Port = Annotated[int, typer.Option(help="Port on node 0.")]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any setting: key=value (model.crn.hidden_size=64)."),
+]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="A TOML/YAML/JSON config.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Delete --out and start over.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No metrics on stderr.")]
+
+
+def print_record(record: dict) -> None:
+    """Rank 0's metrics, one JSON line on stderr (top-level so spawned workers can use it)."""
+    brief = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in record.items()}
+    sys.stderr.write(json.dumps(brief) + "\n")
+    sys.stderr.flush()
+
+
+def _device(gpus: int) -> str:
+    if gpus:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--gpus needs CUDA GPUs; none are visible (use --procs N on CPU)")
+        return "cuda"
+    return "cpu"
+
+
+def _train(task: str, given: dict, config_file, sets, gpus, procs, nodes, node_rank, addr, port,
+           resume, overwrite, quiet) -> None:  # fmt: skip
+    from scenecut.train.entry import train_entry
+    from scenecut.train.loop import launch
+
+    config = make_config(task, config_file, sets, **given)
+    check_run_folder(config.run, resume, overwrite)
+    device = _device(gpus)
+    done = launch(
+        train_entry,
+        json.dumps(dataclasses.asdict(config)),
+        None if quiet else print_record,
+        device,
+        procs=gpus or procs,
+        nodes=nodes,
+        node_rank=node_rank,
+        master_addr=addr,
+        master_port=port,
+    )
+    if done:
+        typer.echo(done)
+
+
+@app.command()
+def pretrain(
+    data: Annotated[Path, typer.Option(help="MovieNet-style tree (or SCRL puzzles folder).")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint, metrics, model.")],
+    method: Annotated[
+        str, typer.Option(help=f"{', '.join(METHODS[:-1])} or {METHODS[-1]}.")
+    ] = "bassl",
+    encoder: Annotated[str | None, typer.Option(help=f"{_ENCODERS}.")] = None,
+    init: Annotated[
+        str | None, typer.Option(help="Start from these encoder weights (name or path).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="[default: the paper's]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Global batch per step.")] = None,
+    micro_batch: Annotated[
+        int | None, typer.Option(help="Per process per pass; the rest is accumulated.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="[default: the paper's]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Loader processes per trainer.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    config_file: ConfigFile = None,
+    sets: Sets = None,
+    gpus: Gpus = 0,
+    procs: Procs = 1,
+    nodes: Nodes = 1,
+    node_rank: NodeRank = 0,
+    master_addr: Addr = "127.0.0.1",
+    master_port: Port = 29500,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Self-supervised pre-training; writes OUT/model.safetensors (encoder and CRN)."""
+    given = dict(
+        data=str(data), out=str(out), method=method, encoder=encoder, init=init, epochs=epochs,
+        batch_size=batch_size, micro_batch=micro_batch, lr=lr, workers=workers,
+        precision=precision, max_steps=max_steps,
+    )  # fmt: skip
+    _train("pretrain", given, config_file, sets, gpus, procs, nodes, node_rank, master_addr,
+           master_port, resume, overwrite, quiet)  # fmt: skip
+
+
+@app.command()
+def extract(
+    data: Annotated[Path, typer.Option(help="MovieNet-style tree.")],
+    encoder: Annotated[str, typer.Option(help="Checkpoint path, weights name, or effnet-lite0.")],
+    out: Annotated[Path, typer.Option(help="Feature folder: one .npy per film.")],
+    split: Annotated[str, typer.Option(help="Which films.")] = "pretrain",
+    batch_size: Annotated[int, typer.Option(help="Shots per network call.")] = 32,
+    workers: Annotated[int, typer.Option(help="Loader processes.")] = 2,
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    gpus: Gpus = 0,
+    procs: Procs = 1,
+    nodes: Nodes = 1,
+    node_rank: NodeRank = 0,
+    master_addr: Addr = "127.0.0.1",
+    master_port: Port = 29500,
+) -> None:
+    """Shot features of every film (mean over its 3 keyframes), films sharded over processes.
+    Re-running skips films already done."""
+
+    args = dict(
+        tree_root=str(data), encoder=encoder, out=str(out), split=split,
+        batch_shots=batch_size, workers=workers, precision=precision,
+    )  # fmt: skip
+    from scenecut.train.entry import extract_entry
+    from scenecut.train.loop import launch
+
+    done = launch(
+        extract_entry,
+        json.dumps(args),
+        _device(gpus),
+        procs=gpus or procs,
+        nodes=nodes,
+        node_rank=node_rank,
+        master_addr=master_addr,
+        master_port=master_port,
+    )
+    if done:
+        print_record({"extract": str(out), **done})
+    typer.echo(str(out))
+
+
+@app.command()
+def finetune(
+    data: Annotated[Path, typer.Option(help="MovieNet-style tree with labels and splits.")],
+    features: Annotated[Path, typer.Option(help="Feature folder from `train extract`.")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint, metrics, model.")],
+    head: Annotated[
+        str, typer.Option(help="crn (BaSSL) or lstm (SCRL's BiLSTM protocol).")
+    ] = "crn",
+    epochs: Annotated[int | None, typer.Option(help="[default: 20]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="[default: 1024]")] = None,
+    lr: Annotated[float | None, typer.Option(help="[default: 1e-5]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Loader processes per trainer.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    config_file: ConfigFile = None,
+    sets: Sets = None,
+    gpus: Gpus = 0,
+    procs: Procs = 1,
+    nodes: Nodes = 1,
+    node_rank: NodeRank = 0,
+    master_addr: Addr = "127.0.0.1",
+    master_port: Port = 29500,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train the CRN boundary head on labelled windows (best epoch on --set val_split=...);
+    writes OUT/model.safetensors for `scenecut segment --model`."""
+    given = dict(
+        data=str(data), features=str(features), out=str(out), head=head, epochs=epochs,
+        batch_size=batch_size, lr=lr, workers=workers, max_steps=max_steps,
+    )  # fmt: skip
+    _train("finetune", given, config_file, sets, gpus, procs, nodes, node_rank, master_addr,
+           master_port, resume, overwrite, quiet)  # fmt: skip

@@ -1,0 +1,318 @@
+"""``scenecut data ingest``: the user's own videos cut into shots and added to a tree."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scenecut.data.tree import KEYFRAME_HEIGHT, LABELS_DIR, SPLITS, Tree, read_tree
+from scenecut.data.writer import (
+    MovieEntry,
+    MovieWriter,
+    _label_text,
+    complete_shots,
+    write_annotations,
+)
+from scenecut.errors import InputError, ScenecutError, UsageError
+from scenecut.files import atomic_write, write_json
+from scenecut.output.readers import read_scene_starts
+from scenecut.shots import check_detector, detect_shots
+from scenecut.video import probe
+
+# --- reading a tree --------------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+
+SOURCES_FILE = "scenecut-sources.json"  # ingest's record of which video file each id came from
+
+
+# --- ingesting our own videos ----------------------------------------------------------------
+
+IngestProgress = Callable[[str, int, int], None]  # (video id, frames decoded, frames estimated)
+
+
+@dataclass(frozen=True)
+class IngestedVideo:
+    path: Path
+    video_id: str
+    status: str  # "written", "skipped" (already complete), "relabelled" or "failed"
+    shots: int = 0
+    boundaries: int | None = None  # labelled scene boundaries; None when unlabelled
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    root: Path
+    videos: list[IngestedVideo]
+    movies: int  # complete films in the tree afterwards
+    splits: dict[str, int]
+
+    @property
+    def failed(self) -> list[IngestedVideo]:
+        return [v for v in self.videos if v.status == "failed"]
+
+
+def ingest(
+    videos: Sequence[str | Path],
+    out: str | Path,
+    *,
+    scenes: str | Path | None = None,
+    split: str | None = None,
+    detector: str = "adaptive",
+    detector_threshold: float | None = None,
+    min_shot_seconds: float = 0.6,
+    quality: int = 90,
+    progress: IngestProgress | None = None,
+) -> IngestResult:
+    """Detect the shots of each video and add it to the tree at ``out`` (keyframes at 240 px
+    high, shot file, labels), then rewrite the annotation files for every film in the tree.
+
+    Video ids are file stems made safe and unique; ``out/scenecut-sources.json`` remembers which
+    file each id came from, so a re-run skips videos already complete (keyframe folder and shot
+    file present and agreeing) and resumes the rest; a film interrupted mid-way is left out
+    entirely. ``scenes`` (a file, or a directory with one ``<stem>.*`` file per video) gives
+    scene starts: our scenes JSON, a scene CSV, or one time per line (seconds or HH:MM:SS.mmm);
+    each start labels the nearest shot gap 1. Labelled videos go into ``split`` (default
+    ``test``); unlabelled ones only into ``pretrain``. A video that fails is reported in the
+    result and the others still go in.
+    """
+    root = Path(out)
+    unique: dict[Path, Path] = {}  # the same file named twice is ingested once
+    for video in videos:
+        unique.setdefault(Path(video).resolve(), Path(video))
+    paths = list(unique.values())
+    if not paths:
+        raise UsageError("no videos given")
+    check_detector(detector, detector_threshold)
+    if split is not None and split not in SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split is not None and scenes is None:
+        raise UsageError("--split needs --scenes: only labelled videos go into train/val/test")
+    scene_files = _scene_files(paths, scenes)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root} is not a directory; choose another --out")
+    root.mkdir(parents=True, exist_ok=True)
+    sources = _read_sources(root)
+    tree = _existing_tree(root)
+    foreign = [m.video_id for m in (tree.movies.values() if tree else ()) if m.shots is None]
+    foreign = [v for v in foreign if v not in sources]
+    if foreign:
+        raise UsageError(
+            f"{root} holds films without shot files ({', '.join(foreign[:3])}...), e.g. a BaSSL "
+            "tree, whose annotations ingest would rewrite; ingest into a new directory"
+        )
+    ids = _assign_ids(root, paths, sources)
+    outcomes: list[IngestedVideo] = []
+    labelled: list[str] = []
+    try:
+        for path in paths:
+            video_id = ids[path]
+            record = _source_record(path)
+            changed = sources.get(video_id, record) != record  # the file was replaced
+            sources[video_id] = record
+            write_json(root / SOURCES_FILE, sources)
+            try:
+                outcome = _ingest_one(
+                    root,
+                    path,
+                    video_id,
+                    changed,
+                    scene_files.get(path),
+                    detector,
+                    detector_threshold,
+                    min_shot_seconds,
+                    quality,
+                    progress,
+                )
+            except ScenecutError as exc:
+                log.debug("ingest of %s failed", path, exc_info=True)
+                outcome = IngestedVideo(path, video_id, "failed", error=str(exc))
+            outcomes.append(outcome)
+            if outcome.boundaries is not None:
+                labelled.append(video_id)
+    finally:
+        # Also after an interrupt: the annotations then cover the films finished so far.
+        tree = _rewrite_annotations(root, labelled, split or "test")
+    return IngestResult(
+        root, outcomes, len(tree.movies), {k: len(v) for k, v in tree.splits.items()}
+    )
+
+
+def _ingest_one(
+    root: Path,
+    path: Path,
+    video_id: str,
+    changed: bool,
+    scenes: Path | None,
+    detector: str,
+    detector_threshold: float | None,
+    min_shot_seconds: float,
+    quality: int,
+    progress: IngestProgress | None,
+) -> IngestedVideo:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    n = None if changed else complete_shots(root, video_id)
+    if n is not None:
+        if scenes is None:
+            return IngestedVideo(path, video_id, "skipped", n, _boundaries(root, video_id))
+        # Relabel without decoding: the shot file has the frame ranges.
+        shots = read_tree(root).movies[video_id].shots
+        if shots is not None:
+            labels = labels_from_scene_starts(shots, read_scene_starts(scenes, probe(path).fps))
+            atomic_write(root / LABELS_DIR / f"{video_id}.txt", _label_text(labels), overwrite=True)
+            return IngestedVideo(path, video_id, "relabelled", n, sum(labels))
+    writer = MovieWriter(root, video_id, quality=quality)
+    try:
+        detection = detect_shots(
+            path,
+            detector=detector,
+            threshold=detector_threshold,
+            min_shot_seconds=min_shot_seconds,
+            keyframe_height=KEYFRAME_HEIGHT,
+            on_shot=lambda item: writer.add(item.images),
+            progress=(lambda done, total: progress(video_id, done, total)) if progress else None,
+        )
+        shots = [(s.start, s.end) for s in detection.shots]
+        labels = None
+        if scenes is not None:
+            starts = read_scene_starts(scenes, detection.video.fps)
+            labels = labels_from_scene_starts(shots, starts)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit(shots, labels)
+    return IngestedVideo(
+        path, video_id, "written", len(shots), None if labels is None else sum(labels)
+    )
+
+
+def labels_from_scene_starts(shots: Sequence[tuple[int, int]], starts: Iterable[int]) -> list[int]:
+    """One 0/1 label per shot gap: each scene start frame marks the gap at the nearest shot
+    boundary (a start nearest the film's first frame marks nothing)."""
+    import bisect
+
+    labels = [0] * max(len(shots) - 1, 0)
+    bounds = [start for start, _ in shots]  # bounds[i] = first frame of shot i = gap i - 1
+    for frame in starts:
+        j = bisect.bisect_left(bounds, frame)
+        near = [i for i in (j - 1, j) if 0 <= i < len(bounds)]
+        if not near:
+            continue
+        best = min(near, key=lambda i: (abs(bounds[i] - frame), i))
+        if best > 0:
+            labels[best - 1] = 1
+    return labels
+
+
+def sanitize_id(stem: str) -> str:
+    """A file stem made safe as a folder and file name: letters, digits, ``-``, ``_``, ``.``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")
+    return safe or "video"
+
+
+def _scene_files(paths: list[Path], scenes: str | Path | None) -> dict[Path, Path]:
+    if scenes is None:
+        return {}
+    scenes = Path(scenes)
+    if scenes.is_file():
+        if len(paths) > 1:
+            raise UsageError(
+                "--scenes is one file but several videos were given; pass a directory holding "
+                "one <video stem>.json/.txt/.csv per video"
+            )
+        return {paths[0]: scenes}
+    if not scenes.is_dir():
+        raise UsageError(f"--scenes {scenes}: no such file or directory")
+    found, missing = {}, []
+    for path in paths:
+        candidates = [scenes / f"{path.stem}{s}" for s in (".scenes.json", ".json", ".txt", ".csv")]
+        match = next((c for c in candidates if c.is_file()), None)
+        if match is None:
+            missing.append(path.stem)
+        else:
+            found[path] = match
+    if missing:
+        raise UsageError(
+            f"--scenes {scenes}: no <stem>.scenes.json, .json, .txt or .csv for "
+            f"{', '.join(missing)}; add them or ingest those videos separately"
+        )
+    return found
+
+
+def _read_sources(root: Path) -> dict[str, dict]:
+    path = root / SOURCES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc}); delete it to start afresh") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _source_record(path: Path) -> dict:
+    return {"path": str(path.resolve()), "size": path.stat().st_size if path.exists() else None}
+
+
+def _assign_ids(root: Path, paths: list[Path], sources: dict[str, dict]) -> dict[Path, str]:
+    """Same file, same id (across runs); other files get their stem, suffixed when taken."""
+    by_source = {record.get("path"): vid for vid, record in sources.items()}
+    tree = _existing_tree(root)
+    taken = set(sources) | set(tree.movies if tree else ())
+    ids: dict[Path, str] = {}
+    for path in paths:
+        video_id = by_source.get(str(path.resolve()))
+        if video_id is None:
+            base = sanitize_id(path.stem)
+            video_id, k = base, 2
+            while video_id in taken:
+                video_id, k = f"{base}_{k}", k + 1
+        taken.add(video_id)
+        ids[path] = video_id
+    return ids
+
+
+def _existing_tree(root: Path) -> Tree | None:
+    try:
+        return read_tree(root)
+    except InputError:  # nothing there yet
+        return None
+
+
+def _boundaries(root: Path, video_id: str) -> int | None:
+    path = root / LABELS_DIR / f"{video_id}.txt"
+    if not path.is_file():
+        return None
+    return sum(1 for line in path.read_text().splitlines() if line.split()[1:2] in (["1"], ["-1"]))
+
+
+def _rewrite_annotations(root: Path, labelled_now: list[str], split: str) -> Tree:
+    """Annotations and splits for every complete film; films labelled now move to ``split``."""
+    tree = _existing_tree(root)
+    if tree is None:
+        return Tree(root, {}, {})
+    complete = [
+        m
+        for m in tree.movies.values()
+        if m.shots is not None and complete_shots(root, m.video_id) == m.num_shots
+    ]
+    entries = [
+        MovieEntry(m.video_id, list(m.shots), None if m.labels is None else list(m.labels))
+        for m in complete
+    ]
+    labelled = {m.video_id for m in complete if m.labels is not None}
+    moved = set(labelled_now)
+    splits = {
+        name: [v for v in tree.splits.get(name, ()) if v in labelled and v not in moved]
+        for name in SPLITS
+    }
+    splits[split] += [v for v in labelled_now if v in labelled]
+    write_annotations(root, entries, splits)
+    return read_tree(root)

@@ -1,0 +1,111 @@
+"""Which model scores the boundaries: ``--model`` resolved, and the scorer built for it.
+
+A *scorer* pairs a shot encoder with a boundary scorer: per-shot embeddings in, one
+scene-boundary score per shot gap out. ``classic`` and ``effnet-lite0`` need no download (the
+overlapping-links scorer of ``scenecut.models.links``); a checkpoint runs BaSSL's CRN instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from scenecut.errors import UsageError
+from scenecut.models import hub
+from scenecut.models.classic import ClassicEncoder
+from scenecut.models.links import CoherenceScorer
+from scenecut.models.options import InferenceOptions, resolve_device
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class Scorer(Protocol):
+    """What ``segment`` needs from a model."""
+
+    name: str
+    keyframe_height: int
+
+    def embed(self, keyframes: np.ndarray) -> np.ndarray:
+        """``[shots, 3, H, W, 3]`` uint8 RGB keyframes -> ``[shots, D]`` shot embeddings."""
+        ...
+
+    def score(self, embeddings: np.ndarray) -> np.ndarray:
+        """``[shots, D]`` -> ``[shots - 1]`` boundary scores in [0, 1], gap i after shot i."""
+        ...
+
+
+# The models that need no download, with what ``--help`` says of them.
+OFFLINE = {
+    "classic": "colour, layout and edge descriptors",
+    "effnet-lite0": "EfficientNet-Lite0 ImageNet features",
+}
+
+
+def model_help() -> str:
+    """``--model``'s help, from the table."""
+    offline = ", ".join(f"{name} ({what})" for name, what in OFFLINE.items())
+    return f"Boundary model: auto (best installed), {offline}, a weights name or a checkpoint path."
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What ``--model`` resolved to: a built-in stack or a checkpoint file."""
+
+    name: str  # "classic", "effnet-lite0", a registered or imported name, or a file path
+    path: Path | None = None  # the checkpoint, for learned boundary models
+    note: str | None = None  # for ``auto``: why this one, and how to get a better one
+
+
+def choose_model(model: str = "auto") -> ModelChoice:
+    """Resolve ``--model``: ``auto``, ``classic``, ``effnet-lite0``, a weights name or a path.
+
+    ``auto`` takes the best installed model able to score boundaries (a pulled fine-tuned
+    checkpoint, else a model imported or trained by the user), else the offline ``classic``
+    stack: on the judged clips of tests/test_media.py it finds scenes better than the
+    EfficientNet-Lite0 features do (see the README's model section).
+    """
+
+    if model in OFFLINE:
+        return ModelChoice(model)
+    if model != "auto":
+        known = model in hub.REGISTRY or model in hub.imported_names()
+        if not known and not Path(model).expanduser().exists():
+            raise UsageError(
+                f"unknown model {model!r}; use auto, {', '.join(OFFLINE)}, a weights name "
+                "(scenecut weights list) or a checkpoint file"
+            )
+        return ModelChoice(model, hub.resolve(model))
+    if installed := hub.boundary_models():
+        name, path = installed[0]
+        return ModelChoice(name, path, f"model: {name} ({path})")
+    return ModelChoice(
+        "classic",
+        note="model: classic (no learned boundary model installed; "
+        "`scenecut weights pull modelscope-bassl` gets BaSSL)",
+    )
+
+
+def load_scorer(
+    options: InferenceOptions | None = None, choice: ModelChoice | None = None
+) -> Scorer:
+    """Build the scorer ``options`` ask for (``choice``: ``options.model`` already resolved by
+    ``choose_model``, to load what was announced)."""
+    options = options or InferenceOptions()
+    choice = choice or choose_model(options.model)
+    if choice.name == "classic" and choice.path is None:
+        return CoherenceScorer(ClassicEncoder(), name="classic")
+    runtime = dict(
+        device=resolve_device(options.device),
+        batch_images=options.batch_images,
+        precision=options.precision,
+        compile=options.compile,
+    )
+    if choice.name == "effnet-lite0" and choice.path is None:
+        from scenecut.models.effnet import EfficientNetEncoder
+
+        return CoherenceScorer(EfficientNetEncoder(**runtime), name="effnet-lite0")
+    from scenecut.models.inference import BaSSLScorer
+
+    return BaSSLScorer.from_file(choice.path, name=choice.name, **runtime)

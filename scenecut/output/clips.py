@@ -1,0 +1,173 @@
+"""One clip per scene, cut by ffmpeg: re-encoded and frame-accurate, or stream-copied."""
+
+from __future__ import annotations
+
+import math
+import os
+import string
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from fractions import Fraction
+from pathlib import Path
+
+from scenecut.errors import ExportError, UsageError
+from scenecut.files import check_writable, make_dir, refuse_existing, replacing
+from scenecut.result import Scene, SegmentResult, VideoInfo
+from scenecut.video import ffmpeg_exe
+
+DEFAULT_TEMPLATE = "$VIDEO_NAME-Scene-$SCENE_NUMBER"
+TEMPLATE_MACROS = ("VIDEO_NAME", "SCENE_NUMBER", "START_FRAME", "END_FRAME")
+REENCODE_ARGS = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "22", "-pix_fmt", "yuv420p"]
+
+
+# --- clips -----------------------------------------------------------------------------------
+
+
+def _decimal(seconds: Fraction) -> str:
+    """Seconds with 6 decimals, truncated, for ffmpeg's command line."""
+    us = math.floor(seconds * 1_000_000)
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+def clip_names(result: SegmentResult, template: str, extension: str) -> list[str]:
+    """File names for each scene's clip; ``extension`` includes the dot."""
+    width = max(3, len(str(len(result.scenes))))
+    names = []
+    for scene in result.scenes:
+        values = {
+            "VIDEO_NAME": result.video.path.stem,
+            "SCENE_NUMBER": f"{scene.index + 1:0{width}d}",
+            "START_FRAME": str(scene.start),
+            "END_FRAME": str(scene.end),
+        }
+        try:
+            name = string.Template(template).substitute(values)
+        except (KeyError, ValueError) as exc:
+            raise UsageError(
+                f"bad clip name template {template!r} ({exc}); "
+                f"macros: {', '.join('$' + m for m in TEMPLATE_MACROS)}"
+            ) from exc
+        if not name or "/" in name or (os.altsep and os.altsep in name):
+            raise UsageError(f"clip name template {template!r} must give a plain file name")
+        names.append(name + extension)
+    if len(set(names)) < len(names):
+        raise UsageError(
+            f"clip name template {template!r} gives two clips the same name; add $SCENE_NUMBER"
+        )
+    return names
+
+
+def _ffmpeg_args(video: VideoInfo, scene: Scene, copy: bool) -> list[str]:
+    """Arguments between ``ffmpeg`` and the output file for one scene."""
+    source = f"file:{video.path}"  # never a protocol ("http:...") or an option ("-...")
+    start = video.start_offset + video.time_of(scene.start)
+    duration = video.time_of(scene.end) - video.time_of(scene.start)
+    common = ["-nostdin", "-v", "error", "-y"]
+    if copy:
+        # Stream copy can only start on a keyframe: ffmpeg starts at one near the scene start.
+        return [
+            *common,
+            *("-ss", _decimal(start), "-i", source, "-t", _decimal(duration)),
+            *("-map", "0:v:0", "-map", "0:a?", "-c", "copy", "-sn"),
+        ]
+    # Seek a little early so that rounded timestamps cannot drop the scene's first frame; ffmpeg
+    # decodes from the keyframe before and discards frames before the seek point. CFR times are
+    # computed (index / fps), so allow half a frame; VFR scene starts are the decoded pts, but a
+    # VFR frame may be much shorter than 1 / fps, so allow 1 ms. The audio before the scene is
+    # trimmed and both streams are shifted to start at 0.
+    margin = 1 / (2 * video.fps)
+    if video.vfr:
+        margin = min(margin, Fraction(1, 1000))
+    seek = Fraction(_decimal(max(Fraction(0), start - margin)))
+    lead = _decimal(start - seek)
+    args = [
+        *common,
+        *("-ss", _decimal(seek), "-i", source),
+        *("-map", "0:v:0", "-map", "0:a?", "-sn"),
+        *("-frames:v", str(scene.length), "-t", _decimal(duration)),
+        *("-vf", "setpts=PTS-STARTPTS", *REENCODE_ARGS),
+    ]
+    if video.vfr:
+        # Keep the source's timestamps; the default 1/fps encoder clock merges VFR frames.
+        args += ["-enc_time_base", "demux"]
+    if video.has_audio:
+        args += ["-af", f"atrim=start={lead},asetpts=PTS-{lead}/TB", "-c:a", "aac"]
+    return args
+
+
+def _export_one(exe: str, args: list[str], target: Path, scene_number: int) -> None:
+    with replacing(target) as tmp:
+        try:
+            proc = subprocess.run(
+                [exe, *args, str(tmp)], stdin=subprocess.DEVNULL, capture_output=True, check=False
+            )
+        except OSError as exc:
+            raise ExportError(
+                f"cannot run ffmpeg ({exe}: {exc.strerror or exc}); install ffmpeg or set "
+                "SCENECUT_FFMPEG"
+            ) from exc
+        if proc.returncode != 0:
+            lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            reason = lines[-1] if lines else f"exit status {proc.returncode}"
+            raise ExportError(f"scene {scene_number}: ffmpeg failed: {reason}")
+
+
+def export_clips(
+    result: SegmentResult,
+    out_dir: Path,
+    *,
+    template: str = DEFAULT_TEMPLATE,
+    copy: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    jobs: int | None = None,
+) -> list[Path]:
+    """Cut one clip per scene with ffmpeg, in parallel; returns the clip paths in scene order.
+
+    By default each clip is re-encoded (H.264/AAC .mp4) and frame accurate: it holds exactly the
+    scene's frames, with audio for the same span. ``copy=True`` copies the streams instead (fast,
+    original container) but is keyframe-aligned, not frame accurate: a clip starts at a keyframe
+    near the scene start. Template macros: ``$VIDEO_NAME``, ``$SCENE_NUMBER`` (1-based, at least 3
+    digits), ``$START_FRAME`` and ``$END_FRAME`` (0-based, end exclusive). ``progress(done,
+    total)`` is called from the calling thread. If any clip fails, the others still finish and
+    one ``ExportError`` lists the failures.
+    """
+    video = result.video
+    extension = (video.path.suffix or ".mkv") if copy else ".mp4"
+    targets = [out_dir / name for name in clip_names(result, template, extension)]
+    if not overwrite:
+        refuse_existing(targets)
+    check_writable(out_dir)
+    make_dir(out_dir)
+    if jobs is None:
+        cpus = os.cpu_count() or 1
+        # x264 is itself multithreaded; a stream copy is bound by I/O instead.
+        jobs = min(8, cpus) if copy else max(1, cpus // 2)
+    exe = ffmpeg_exe()
+    total = len(targets)
+    failures: dict[int, str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {
+            pool.submit(
+                _export_one, exe, _ffmpeg_args(video, scene, copy), target, scene.index + 1
+            ): scene.index
+            for scene, target in zip(result.scenes, targets, strict=True)
+        }
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                try:
+                    future.result()
+                except ExportError as exc:
+                    failures[futures[future]] = str(exc)
+                if progress:
+                    progress(done, total)
+        except BaseException:
+            # Ctrl-C or a raising progress callback: drop the queued scenes, let running ones end.
+            pool.shutdown(cancel_futures=True)
+            raise
+    if failures:
+        # Sorted by scene; identical messages (ffmpeg missing) are shown once.
+        reasons = dict.fromkeys(failures[i] for i in sorted(failures))
+        raise ExportError(f"{len(failures)} of {total} clips failed: " + "; ".join(reasons))
+    return targets

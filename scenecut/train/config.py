@@ -1,0 +1,342 @@
+"""A training run's configuration: the papers' defaults, a config file, options, ``--set``.
+
+Plain data, no torch: the CLI builds and checks it before any worker starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from scenecut.errors import InputError, OutputError, UsageError
+from scenecut.models.options import PRECISIONS
+
+CHECKPOINT = "checkpoint.pt"  # under the run folder: the resumable state
+MODEL_FILE = "model.safetensors"  # under the run folder: what `segment --model` / extract use
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+SCHEDULES = "cosine, quarter-cosine, constant or steps-E1-E2..."
+_SCHEDULE = re.compile(r"cosine|quarter-cosine|constant|steps(-\d+)+")
+
+METHODS = ("bassl", "instance", "temporal", "shotcol", "bassl+shotcol", "scrl")
+BASSL_TASKS = ("ssm", "cgm", "pp", "msm")
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults are BaSSL's fine-tuning settings; ``defaults_for`` gives each
+    task's paper settings. Every field can be set from a TOML/YAML file or ``--set key=value``."""
+
+    task: str = "finetune"  # finetune | pretrain
+    data: str = ""  # MovieNet-style tree
+    out: str = ""  # run folder
+    features: str = ""  # finetune: folder written by `extract`
+    init: str = ""  # pretrain: encoder weights to start from (name or path); "" = random
+    head: str = "crn"  # finetune: crn (BaSSL) | lstm (SCRL's downstream protocol)
+    seq_len: int = 40  # finetune with the lstm head: clip length (a multiple of 4)
+    method: str = "bassl"  # pretrain: bassl | instance | temporal | shotcol | bassl+shotcol | scrl
+    encoder: str = "resnet50"  # pretrain: resnet50 | resnet50-9ch | effnet-lite0 | tiny
+    model: dict = field(default_factory=dict)  # ModelConfig / CRNConfig overrides ("crn.x": v)
+    pretext: dict = field(default_factory=dict)  # PretrainConfig overrides
+    train_split: str = "train"
+    val_split: str = "val"
+    epochs: int = 20
+    batch_size: int = 1024  # items per optimizer step, over all processes
+    micro_batch: int = 0  # items per process per forward pass; 0 = batch_size / processes
+    optimizer: str = "adam"  # adam | sgd | lars
+    # The peak learning rate; 0 = base_lr x batch_size / 256, the papers' linear scaling rule.
+    lr: float = 0.0
+    base_lr: float = 2.5e-6  # per 256 items (BaSSL fine-tuning: 1e-5 at a batch of 1024)
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    warmup: float = 0.0  # share of all steps with a linear warm-up
+    schedule: str = "cosine"  # cosine (per step) | quarter-cosine (SCRL, per epoch) | constant
+    workers: int = 4  # data-loading processes per training process
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 with loss scaling)
+    seed: int = 0
+    checkpoint_every: int = 200  # optimizer steps
+    max_steps: int = 0  # stop after this many optimizer steps (0: all epochs)
+    log_every: int = 10
+    image_size: int = 224
+
+    @property
+    def run(self) -> Path:
+        return Path(self.out)
+
+    @property
+    def peak_lr(self) -> float:
+        """The learning rate after warm-up: ``lr`` when set, else scaled from ``base_lr``."""
+        return self.lr or self.base_lr * self.batch_size / 256
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-training objectives (``--set pretext.KEY=VALUE``)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """What the pre-training objective does; defaults are the papers' (BaSSL, SCRL MoCo v2).
+
+    The optimiser, learning rate and schedule are ``TrainConfig``'s, for every task alike.
+    """
+
+    method: str = "bassl"  # one of METHODS
+    # BaSSL tasks (methods bassl and bassl+shotcol): switches and weights (summed)
+    ssm: bool = True
+    cgm: bool = True
+    pp: bool = True
+    msm: bool = True
+    ssm_weight: float = 1.0
+    cgm_weight: float = 1.0
+    pp_weight: float = 1.0
+    msm_weight: float = 1.0
+    shotcol_weight: float = 1.0  # the NN term of bassl+shotcol
+    temperature: float = 0.1  # NT-Xent
+    mask_prob: float = 0.15  # MSM
+    pp_negatives: int = 1  # non-boundary shots per window for PP
+    neighbor_size: int = 8  # dense window = 2 n + 1 shots
+    head_hidden: int = 2048  # MlpHead: input -> hidden -> ReLU -> head_dim, L2-normalised
+    head_dim: int = 128
+    # SCRL (MoCo v2 with scene-consistent positives)
+    scrl_dim: int = 2048
+    queue_size: int = 65536
+    key_momentum: float = 0.999
+    scrl_temperature: float = 0.07
+    clusters: int = 24
+    soft_gamma: float = 0.5
+    mlp: bool = True
+    kmeans_iters: int = 20
+    kmeans_threshold: float = 1e-2
+    # torchvision ResNet-50 ImageNet weights (a path or a weights name) loaded into the
+    # query/key encoders except conv1 and fc; None trains from scratch (SCRL's "without" yaml)
+    imagenet_weights: str | None = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise UsageError(f"unknown pre-training method {self.method!r}; known: {METHODS}")
+        if not 0.0 < self.mask_prob <= 1.0:
+            raise UsageError(f"mask_prob must be in (0, 1], got {self.mask_prob}")
+        if self.neighbor_size < 1:
+            raise UsageError(f"neighbor_size must be at least 1, got {self.neighbor_size}")
+        if not 1 <= self.pp_negatives <= 2 * self.neighbor_size:
+            raise UsageError(
+                f"pp_negatives must be 1..{2 * self.neighbor_size} (the non-boundary shots of "
+                f"a window), got {self.pp_negatives}"
+            )
+        if self.clusters < 1 or self.queue_size < 1:
+            raise UsageError("clusters and queue_size must be positive")
+        if self.method in ("bassl", "bassl+shotcol") and not self.tasks:
+            raise UsageError("enable at least one of the BaSSL tasks ssm, cgm, pp, msm")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The enabled BaSSL tasks (empty for the other methods)."""
+        if self.method not in ("bassl", "bassl+shotcol"):
+            return ()
+        return tuple(t for t in BASSL_TASKS if getattr(self, t))
+
+    @property
+    def uses_crn(self) -> bool:
+        return any(t in self.tasks for t in ("cgm", "pp", "msm"))
+
+    @property
+    def window(self) -> int:
+        return 2 * self.neighbor_size + 1
+
+    @property
+    def sparse_positions(self) -> tuple[int, ...]:
+        """``PretrainWindows(sparse=...)`` for this method: edges (+ centre), BaSSL's sampler."""
+        last = self.window - 1
+        if self.method == "bassl":
+            return (0, last)
+        if self.method in ("shotcol", "bassl+shotcol"):
+            return (0, last, self.neighbor_size)
+        return (0,)  # instance/temporal: ShotPairs' one-shot window
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PretrainConfig:
+        data = json.loads(text)
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InputError(f"unknown pre-training config fields {sorted(unknown)}")
+        return cls(**data)
+
+
+def defaults_for(
+    task: str, method: str = "bassl", head: str = "crn", init: str = ""
+) -> dict[str, Any]:
+    """The papers' settings (REFERENCE.md sections 2.5, 3.3, 4.2, 4.5).
+
+    BaSSL scales its learning rate with the batch (``base_lr`` per 256 items); SCRL and the
+    BiLSTM protocol give theirs for their own batch, unscaled (``lr``).
+    """
+    if task == "finetune" and head == "lstm":  # SCRL / LGSS BiLSTM protocol
+        return dict(
+            epochs=200, batch_size=12, optimizer="sgd", lr=0.1, weight_decay=1e-4,
+            schedule="steps-160-180",
+        )  # fmt: skip
+    if task == "finetune":
+        return dict(epochs=20, batch_size=1024, optimizer="adam", base_lr=2.5e-6, weight_decay=0.0)
+    if method == "scrl":  # 0.03 with ImageNet initialisation, 0.06 from scratch
+        return dict(
+            epochs=100, batch_size=1024, optimizer="sgd", lr=0.03 if init else 0.06,
+            weight_decay=1e-4, schedule="quarter-cosine", encoder="resnet50-9ch",
+        )  # fmt: skip
+    return dict(
+        epochs=10, batch_size=256, optimizer="lars", base_lr=0.3, weight_decay=1e-6, warmup=0.1
+    )
+
+
+def make_config(
+    task: str,
+    file: str | Path | None = None,
+    sets: list[str] | None = None,
+    **given: Any,
+) -> TrainConfig:
+    """Paper defaults, then a config file, then keyword options, then ``key=value`` strings."""
+    values: dict[str, Any] = {}
+    if file:
+        values.update(_read_config_file(Path(file)))
+    values.update({k: v for k, v in given.items() if v is not None})
+    for item in sets or []:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set takes key=value, got {item!r}")
+        _set_path(values, key.strip(), _parse_value(text.strip()))
+    method = values.get("method", "bassl")
+    head = values.get("head", "crn")
+    defaults = defaults_for(task, method, head, values.get("init", ""))
+    merged = {**defaults, **values, "task": task}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(merged) - names)
+    if unknown:
+        raise UsageError(f"unknown training settings: {', '.join(unknown)}")
+    config = TrainConfig(**merged)
+    _check_config(config)
+    if task == "pretrain":  # refuse a bad --set pretext.* before any worker starts
+        pretrain_config(config, config.model.get("crn.neighbor_size"))
+    return config
+
+
+def pretrain_config(config: TrainConfig, neighbor_size: int | None = None) -> PretrainConfig:
+    """The run's ``PretrainConfig``: ``--set pretext.*`` on the method's defaults."""
+    settings = dict(config.pretext)
+    known = {f.name for f in fields(PretrainConfig)} - {"method"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise UsageError(
+            f"unknown pre-training settings: {', '.join('pretext.' + k for k in unknown)} "
+            "(the optimiser and learning rate are --lr, --set base_lr=..., optimizer, warmup)"
+        )
+    if config.method == "scrl" and config.init:
+        settings.setdefault("imagenet_weights", config.init)
+    if neighbor_size is not None:
+        settings.setdefault("neighbor_size", neighbor_size)
+    try:
+        return PretrainConfig(method=config.method, **settings)
+    except TypeError as error:
+        raise UsageError(f"bad pre-training setting ({error})") from error
+
+
+def _read_config_file(path: Path) -> dict:
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise UsageError(f"{path}: invalid TOML ({error})") from error
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as error:
+            raise UsageError(
+                "YAML configs need PyYAML (pip install pyyaml); or use TOML"
+            ) from error
+        data = yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: expected a mapping of settings")
+        return data
+    if path.suffix == ".json":
+        return json.loads(text)
+    raise UsageError(f"{path}: config files are .toml, .yaml or .json")
+
+
+def _set_path(values: dict, key: str, value: Any) -> None:
+    """``model.crn.hidden_size=64`` -> values["model"]["crn.hidden_size"] = 64."""
+    head, _, rest = key.partition(".")
+    if rest and head in ("model", "pretext"):
+        values.setdefault(head, {})[rest] = value
+    else:
+        values[key] = value
+
+
+def _parse_value(text: str) -> Any:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _check_config(c: TrainConfig) -> None:
+    if not c.data:
+        raise UsageError("--data (a MovieNet-style tree) is required")
+    if not c.out:
+        raise UsageError("--out (the run folder) is required")
+    if c.task not in ("finetune", "pretrain"):
+        raise UsageError(f"unknown task {c.task!r}")
+    if c.head not in ("crn", "lstm"):
+        raise UsageError(f"--head must be crn or lstm, not {c.head!r}")
+    if not _SCHEDULE.fullmatch(c.schedule):
+        raise UsageError(f"schedule must be {SCHEDULES}, not {c.schedule!r}")
+    if c.optimizer not in ("adam", "sgd", "lars"):
+        raise UsageError(f"optimizer must be adam, sgd or lars, not {c.optimizer!r}")
+    if c.precision not in PRECISIONS:
+        raise UsageError(f"precision must be {', '.join(PRECISIONS)}, not {c.precision!r}")
+    for name in ("epochs", "batch_size", "checkpoint_every", "log_every"):
+        if getattr(c, name) < 1:
+            raise UsageError(f"{name} must be at least 1, got {getattr(c, name)}")
+    if c.lr < 0 or c.peak_lr <= 0 or not 0 <= c.warmup < 1:
+        raise UsageError("lr (or base_lr) must be positive and warmup in [0, 1)")
+
+
+def with_overrides(config, overrides: dict):
+    """``ModelConfig`` with ``{"crn.hidden_size": 64, "image_size": 112, ...}`` applied."""
+    top = {k: v for k, v in overrides.items() if not k.startswith("crn.")}
+    crn = {k[4:]: v for k, v in overrides.items() if k.startswith("crn.")}
+    try:
+        return dataclasses.replace(config, crn=dataclasses.replace(config.crn, **crn), **top)
+    except TypeError as error:
+        raise UsageError(f"unknown model setting ({error})") from error
+
+
+def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: an existing run folder needs --resume (continue) or --overwrite."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if overwrite:
+        shutil.rmtree(out)
+        return
+    if not resume:
+        raise OutputError(
+            f"{out} already holds a run; pass --resume to continue it or --overwrite to restart"
+        )

@@ -1,0 +1,421 @@
+"""Training: shot-feature extraction, boundary fine-tuning and self-supervised pre-training.
+
+One loop drives every task (``fit``). Distributed mode comes from torchrun's environment
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): NCCL on GPUs, gloo on CPU; ``launch`` starts the
+workers through torchrun's own launcher when scenecut is not already running under torchrun.
+Only rank 0 logs and writes. Checkpoints hold the unwrapped module, the optimizer, scheduler,
+scaler and RNG states and the position in the epoch; they are written atomically, and ``resume``
+continues exactly where the run stopped: every item's augmentation is seeded by (seed, epoch,
+item), so the data a step sees does not depend on worker count or on where the run was cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from scenecut.errors import InputError, UsageError
+from scenecut.files import replacing, write_json
+from scenecut.models.runner import autocast_dtype
+from scenecut.train.config import CHECKPOINT, CONFIG, METRICS, TrainConfig
+from scenecut.train.optim import build_optimizer
+
+log = logging.getLogger(__name__)
+
+
+Log = Callable[[dict], None]  # receives every metrics record (rank 0 only)
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_dist(device: str = "auto") -> Dist:
+    """Join the process group torchrun describes in the environment (or run alone)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if cuda:
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    return Dist(rank, world, local, dev)
+
+
+def launch(
+    entry: Callable[..., Any],
+    *args: Any,
+    procs: int = 1,
+    nodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str = "127.0.0.1",
+    master_port: int = 29500,
+) -> Any:
+    """Run ``entry(*args)`` in ``procs`` processes per node through torchrun's launcher, or
+    directly when already under torchrun or when one process is enough."""
+    if "RANK" in os.environ or procs * nodes <= 1:
+        return entry(*args)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=nodes,
+        max_nodes=nodes,
+        nproc_per_node=procs,
+        run_id="scenecut",
+        rdzv_backend="static",
+        rdzv_endpoint=f"{master_addr}:{master_port}",
+        rdzv_configs={"rank": node_rank},
+        max_restarts=0,
+        start_method="spawn",
+    )
+    try:
+        results = elastic_launch(config, entry)(*args)
+    except ChildFailedError as error:
+        first = next(iter(error.failures.values()))
+        raise InputError(f"a training process failed: {first.message or first}") from None
+    return results.get(0) if isinstance(results, dict) else results
+
+
+# --------------------------------------------------------------------------------------------
+# Data order: deterministic per (seed, epoch, item), resumable mid-epoch
+
+
+class SeededItems(Dataset):
+    """Wraps a dataset so item ``i`` of epoch ``e`` draws its randomness (augmentation) from a
+    seed of its own: the same picture whatever worker loads it and wherever a run resumed."""
+
+    def __init__(self, inner: Dataset, seed: int):
+        self.inner, self.seed, self._epoch = inner, seed, 0
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch = value
+        if hasattr(self.inner, "epoch"):  # datasets that draw per-epoch layouts (BiLSTM clips)
+            self.inner.epoch = value
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+            state = random.getstate()
+            random.seed(index + 7919 * self.epoch + self.seed)
+            try:
+                return self.inner[index]
+            finally:
+                random.setstate(state)
+
+
+class _Skip(Sampler):
+    """The sampler's order for this epoch, less the first ``skip`` items (already trained)."""
+
+    def __init__(self, sampler: Sampler, skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self.sampler)[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
+# --------------------------------------------------------------------------------------------
+# What a task gives the loop
+
+
+@dataclass
+class Task:
+    """A trainable module with its data; ``module(batch) -> (loss, {name: value})``."""
+
+    module: nn.Module
+    dataset: Dataset
+    collate: Callable | None = None
+    validate: Callable[[nn.Module], dict[str, float]] | None = None  # rank 0, after each epoch
+    select: str | None = None  # validation metric to keep the best model by (higher = better)
+    export: Callable[[nn.Module, Path], Path] | None = None  # final model file, rank 0
+    after_step: Callable[[], None] | None = None
+    find_unused: bool = False
+    param_groups: Callable[[nn.Module, TrainConfig], list[dict]] | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def _autocast(device: torch.device, precision: str):
+
+    dtype = None if precision == "fp32" else autocast_dtype(device, precision)
+    if dtype is None or (precision == "auto" and device.type == "cpu"):
+        return contextlib.nullcontext(), None  # CPU training stays fp32 unless asked
+    return torch.autocast(device.type, dtype=dtype), dtype
+
+
+def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) -> Path | None:
+    """Train ``task`` as ``config`` says, resuming from the run folder's checkpoint if any.
+
+    Returns the exported model file (rank 0; None elsewhere or when stopped by ``max_steps``
+    before the end). Ctrl-C saves a checkpoint and re-raises ``KeyboardInterrupt``.
+    """
+    run = config.run
+    micro = config.micro_batch or max(1, config.batch_size // dist.world)
+    accumulate = max(1, config.batch_size // (micro * dist.world))
+    if micro * dist.world * accumulate != config.batch_size:
+        raise UsageError(
+            f"batch_size {config.batch_size} is not micro_batch {micro} x {dist.world} "
+            f"process(es) x a whole number of accumulation steps"
+        )
+    dataset = SeededItems(task.dataset, config.seed)
+    sampler = DistributedSampler(
+        dataset, dist.world, dist.rank, shuffle=True, seed=config.seed, drop_last=True
+    )
+    steps_per_epoch = len(sampler) // (micro * accumulate)
+    if steps_per_epoch < 1:
+        raise InputError(
+            f"{len(dataset)} training items cannot fill one batch of {config.batch_size}; "
+            "lower --batch-size"
+        )
+    total_steps = steps_per_epoch * config.epochs
+    module = task.module
+    if dist.world > 1 and dist.device.type == "cuda":
+        # BaSSL trains with SyncBatchNorm; gloo on CPU has no such kernel (nor need: tests)
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    module = module.to(dist.device)
+    task.module = module
+    groups = task.param_groups(module, config) if task.param_groups else None
+    optimizer, scheduler = build_optimizer(module, config, total_steps, steps_per_epoch, groups)
+    autocast, dtype = _autocast(dist.device, config.precision)
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=dtype == torch.float16)
+    state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_epoch": None}
+    if (run / CHECKPOINT).is_file():
+        state = _load_checkpoint(run / CHECKPOINT, module, optimizer, scheduler, scaler, config)
+    wrapped: nn.Module = module
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        wrapped = DDP(module, device_ids=ids, find_unused_parameters=task.find_unused)
+    if dist.main:
+        run.mkdir(parents=True, exist_ok=True)
+        write_json(run / CONFIG, dataclasses.asdict(config), sort_keys=True)
+    emit = _logger(run, dist, on_log)
+
+    def save() -> None:
+        if dist.main:
+            _save_checkpoint(run / CHECKPOINT, module, optimizer, scheduler, scaler, state, config)
+
+    try:
+        for epoch in range(state["epoch"], config.epochs):
+            dataset.epoch = epoch
+            sampler.set_epoch(epoch)
+            skip = state["batch"] * micro * accumulate
+            loader = DataLoader(
+                dataset,
+                batch_size=micro,
+                sampler=_Skip(sampler, skip),
+                num_workers=config.workers,
+                collate_fn=task.collate,
+                drop_last=True,
+                pin_memory=dist.device.type == "cuda",
+                persistent_workers=False,
+                # its own generator: making the iterator must not draw from the global RNG,
+                # whose state (dropout, masks) a resumed run restores from the checkpoint
+                generator=torch.Generator().manual_seed(config.seed + epoch),
+            )
+            module.train()
+            started, seen, window = time.perf_counter(), 0, []
+            for i, batch in enumerate(loader):
+                batch = _to(batch, dist.device)
+                last = (i + 1) % accumulate == 0
+                sync = contextlib.nullcontext() if last or dist.world == 1 else wrapped.no_sync()
+                with sync, autocast:
+                    loss, parts = wrapped(batch)
+                scaler.scale(loss / accumulate).backward()
+                window.append({"loss": float(loss.detach()), **parts})
+                seen += micro
+                if not last:
+                    continue
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                if task.after_step:
+                    task.after_step()
+                state["step"] += 1
+                state["batch"] += 1
+                if state["step"] % config.log_every == 0 or state["batch"] == steps_per_epoch:
+                    progress = epoch + state["batch"] / steps_per_epoch
+                    emit(_record(window, state, progress, scheduler, seen * dist.world, started))
+                    window = []
+                if state["step"] % config.checkpoint_every == 0:
+                    save()
+                if config.max_steps and state["step"] >= config.max_steps:
+                    save()
+                    return None
+            state.update(epoch=epoch + 1, batch=0)
+            if task.validate and dist.main:
+                module.eval()
+                metrics = task.validate(module)
+                record = {"epoch": epoch + 1, "step": state["step"], "val": metrics}
+                better = task.select and (
+                    state["best"] is None or metrics[task.select] > state["best"]
+                )
+                if better:
+                    state.update(best=metrics[task.select], best_epoch=epoch + 1)
+                    _save_best(run, module)
+                    record["best"] = True
+                emit(record)
+            save()
+    except KeyboardInterrupt:
+        save()
+        raise
+    finally:
+        if dist.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+    if not dist.main or task.export is None:
+        return None
+    if task.select and (run / "best.pt").is_file():
+        best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+        module.load_state_dict(best)
+    return task.export(module, run)
+
+
+def _to(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(v, device) for v in batch)
+    return batch
+
+
+def _record(window: list[dict], state: dict, epoch: float, scheduler, items: int, since: float):
+    keys = {k for w in window for k in w}
+    means = {k: sum(w.get(k, 0.0) for w in window) / len(window) for k in keys}
+    return {
+        "step": state["step"],
+        "epoch": round(epoch, 4),
+        "lr": scheduler.get_last_lr()[0],
+        "items_per_s": items / max(time.perf_counter() - since, 1e-9),
+        **means,
+    }
+
+
+def _logger(run: Path, dist: Dist, on_log: Log | None) -> Log:
+    writer = None
+    if dist.main:
+        with contextlib.suppress(ImportError):
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run / "tensorboard"))
+
+    def emit(record: dict) -> None:
+        if not dist.main:
+            return
+        with open(run / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer is not None:
+            flat = {**record, **{f"val/{k}": v for k, v in record.get("val", {}).items()}}
+            for key, value in flat.items():
+                if isinstance(value, (int, float)) and key not in ("step", "best"):
+                    writer.add_scalar(key, value, record["step"])
+        if on_log:
+            on_log(record)
+
+    return emit
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _save_checkpoint(path: Path, module, optimizer, scheduler, scaler, state, config) -> None:
+    data = {
+        "module": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "state": dict(state),
+        "rng": _rng_state(),
+        "config": json.dumps(dataclasses.asdict(config), sort_keys=True),
+    }
+    with replacing(path) as tmp:
+        torch.save(data, tmp)
+
+
+def _load_checkpoint(path: Path, module, optimizer, scheduler, scaler, config) -> dict:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise InputError(
+            f"{path}: unreadable checkpoint ({error}); move it away to restart"
+        ) from error
+    saved = json.loads(data["config"])
+    same = ("task", "method", "head", "encoder", "batch_size", "epochs", "seed", "model")
+    changed = [k for k in same if saved.get(k) != dataclasses.asdict(config).get(k)]
+    if changed:
+        raise UsageError(
+            f"{path.parent} holds a run with different {', '.join(changed)}; "
+            "use another --out or the same settings to resume"
+        )
+    module.load_state_dict(data["module"])
+    optimizer.load_state_dict(data["optimizer"])
+    scheduler.load_state_dict(data["scheduler"])
+    scaler.load_state_dict(data["scaler"])
+    torch.set_rng_state(data["rng"]["torch"])
+    random.setstate(_as_tuple(data["rng"]["python"]))
+    if "cuda" in data["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(data["rng"]["cuda"])
+    log.info("resuming %s at step %d", path.parent, data["state"]["step"])
+    return dict(data["state"])
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _save_best(run: Path, module: nn.Module) -> None:
+    with replacing(run / "best.pt") as tmp:
+        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)

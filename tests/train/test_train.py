@@ -1,0 +1,404 @@
+"""Training loop: fine-tuning quality, exact resume, 2-process = 1-process, extraction."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from scenecut.data import tree as data_tree  # noqa: E402
+from scenecut.data import writer  # noqa: E402
+from scenecut.models import bassl, checkpoints, inference  # noqa: E402
+from scenecut.models import config as models_config  # noqa: E402
+from scenecut.train import config as train_config  # noqa: E402
+from scenecut.train import entry, features, finetune, loop  # noqa: E402
+
+DIM = 16
+TINY = models_config.ModelConfig(
+    encoder="tiny",
+    crn=models_config.CRNConfig(
+        input_dim=DIM,
+        hidden_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=128,
+        neighbor_size=4,
+    ),
+    resize=40,
+    image_size=32,
+)
+FILMS = 64
+NO_DROPOUT = ["model.crn.hidden_dropout_prob=0", "model.crn.attention_probs_dropout_prob=0"]
+
+
+def _write_features(folder: Path, config: models_config.ModelConfig) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    net = bassl.build(config)
+    state = {f"shot_encoder.{k}": v for k, v in net.shot_encoder.state_dict().items()}
+    checkpoints.save_state(state, config, folder / features.ENCODER)
+    meta = {"encoder": "test", "config": json.loads(config.to_json()), "tree": ""}
+    (folder / features.META).write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """64 films of 4-6 scenes, each scene one of 4 places (never the previous one) seen through
+    noisy shot features: 56 films to train on, 4 to validate, 4 held out for testing."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    places = rng.normal(size=(4, DIM))
+    movies = []
+    (root / "features").mkdir()
+    for f in range(FILMS):
+        rows, labels, place = [], [], -1
+        for _ in range(int(rng.integers(4, 7))):
+            place = int(rng.choice([p for p in range(len(places)) if p != place]))
+            n = int(rng.integers(2, 6))
+            rows += [places[place] + 0.5 * rng.normal(size=DIM) for _ in range(n)]
+            labels += [0] * (n - 1) + [1]
+        vid = f"tt{f:07d}"
+        shots = [(8 * i, 8 * i + 8) for i in range(len(rows))]
+        images = (rng.integers(0, 256, (3, 12, 16, 3), dtype=np.uint8) for _ in shots)
+        movies.append(writer.write_movie(root, vid, shots, images, labels[:-1]))
+        np.save(root / "features" / f"{vid}.npy", np.asarray(rows, dtype=np.float32))
+    ids = [m.video_id for m in movies]
+    writer.write_annotations(root, movies, {"train": ids[:-8], "val": ids[-8:-4], "test": ids[-4:]})
+    _write_features(root / "features", TINY)
+    return root
+
+
+def _config(corpus: Path, out: Path, *sets: str) -> train_config.TrainConfig:
+    return train_config.make_config(
+        "finetune",
+        data=str(corpus),
+        out=str(out),
+        features=str(corpus / "features"),
+        sets=["batch_size=32", "lr=1e-3", "warmup=0.1", "workers=0", "log_every=1", *sets],
+    )
+
+
+def _run(config: train_config.TrainConfig, on_log=None) -> str | None:
+    return entry.train_entry(json.dumps(dataclasses.asdict(config)), on_log, device="cpu")
+
+
+def _test_ap(corpus: Path, model_file: str) -> float:
+    model, _ = checkpoints.load(model_file)
+    tree = data_tree.read_tree(corpus)
+    scores = finetune.score_features(
+        model, features.FeatureSet.open(corpus / "features"), tree.split("test")
+    )
+    return scores["ap"]
+
+
+def test_finetune_reaches_high_ap_on_held_out_film(corpus, tmp_path):
+    config = _config(corpus, tmp_path / "run", "epochs=10")
+    done = _run(config)
+    assert done == str(tmp_path / "run" / train_config.MODEL_FILE)
+    records = [json.loads(line) for line in (tmp_path / "run" / train_config.METRICS).open()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    assert any(r.get("best") for r in records)
+    assert _test_ap(corpus, done) >= 0.9
+    saved = json.loads((tmp_path / "run" / train_config.CONFIG).read_text())
+    assert saved["lr"] == 1e-3 and saved["optimizer"] == "adam" and saved["warmup"] == 0.1
+
+
+def _weights(path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(corpus, tmp_path):
+    whole = _config(corpus, tmp_path / "whole", "epochs=2")
+    _run(whole)
+    cut = _config(corpus, tmp_path / "cut", "epochs=2", "max_steps=5")
+    assert _run(cut) is None
+    state = torch.load(tmp_path / "cut" / train_config.CHECKPOINT, weights_only=True)
+    assert state["state"]["step"] == 5
+    resumed = _config(corpus, tmp_path / "cut", "epochs=2")
+    _run(resumed)
+    a, b = (
+        _weights(tmp_path / "whole" / train_config.MODEL_FILE),
+        _weights(tmp_path / "cut" / train_config.MODEL_FILE),
+    )
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(corpus, tmp_path):
+    config = _config(corpus, tmp_path / "run", "epochs=2")
+
+    def interrupt(record):
+        if record.get("step") == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, interrupt)
+    saved = torch.load(tmp_path / "run" / train_config.CHECKPOINT, weights_only=True)
+    assert saved["state"]["step"] == 3
+    assert _run(config) is not None
+    final = torch.load(tmp_path / "run" / train_config.CHECKPOINT, weights_only=True)
+    assert final["state"]["epoch"] == 2 and final["state"]["step"] > 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_take_the_same_step_as_one(corpus, tmp_path):
+    # SGD: Adam's first step is lr * sign(gradient), which float summation order can flip
+    sets = ["epochs=1", "max_steps=1", "optimizer=sgd", "lr=0.5", *NO_DROPOUT]
+    one = _config(corpus, tmp_path / "one", *sets)
+    two = _config(corpus, tmp_path / "two", *sets)
+    loop.launch(entry.train_entry, json.dumps(dataclasses.asdict(one)), None, "cpu")
+    loop.launch(
+        entry.train_entry,
+        json.dumps(dataclasses.asdict(two)),
+        None,
+        "cpu",
+        procs=2,
+        master_port=_free_port(),
+    )
+    a = torch.load(tmp_path / "one" / train_config.CHECKPOINT, weights_only=True)["module"]
+    b = torch.load(tmp_path / "two" / train_config.CHECKPOINT, weights_only=True)["module"]
+    start = finetune.BoundaryHead(train_config.with_overrides(TINY, {})).state_dict()
+    moved = 0
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+        moved += not torch.equal(a[key], start[key]) if key in start else 0
+    assert moved > 0
+
+
+def test_extract_writes_one_file_per_film_and_resumes(corpus, tmp_path):
+    encoder = tmp_path / "tiny.safetensors"
+    torch.manual_seed(1)
+    checkpoints.save(bassl.build(TINY), TINY, encoder)
+    out = tmp_path / "feats"
+    first = features.extract(corpus, str(encoder), out, workers=0, precision="fp32")
+    assert len(first.written) == FILMS and not first.skipped
+    tree = data_tree.read_tree(corpus)
+    films = features.FeatureSet.open(out)
+    for movie in tree.movies.values():
+        assert films.film(movie.video_id).shape == (movie.num_shots, DIM)
+    # the features are the mean over the 3 keyframes of the encoder's output
+    model, _ = checkpoints.load(encoder)
+    keyframes = tree.load_keyframes("tt0000000", 0)[None]
+    direct = inference.shot_features(model, keyframes, precision="fp32")[0].numpy()
+    assert np.allclose(films.film("tt0000000")[0], direct, atol=1e-4)
+    again = features.extract(corpus, str(encoder), out, workers=0, precision="fp32")
+    assert not again.written and len(again.skipped) == FILMS
+    parts = checkpoints.checkpoint_parts(out / features.ENCODER)
+    assert parts == ("shot_encoder", "crn")
+
+
+def test_bad_settings_are_usage_errors(corpus, tmp_path):
+    from scenecut.errors import OutputError, UsageError
+
+    with pytest.raises(UsageError, match="unknown training settings"):
+        _config(corpus, tmp_path, "nonsense=1")
+    with pytest.raises(UsageError, match="--set takes key=value"):
+        _config(corpus, tmp_path, "epochs")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(OutputError, match="--resume"):
+        train_config.check_run_folder(tmp_path / "busy", resume=False, overwrite=False)
+    train_config.check_run_folder(tmp_path / "busy", resume=True, overwrite=False)
+
+
+TINY_SETS = [
+    "--set", "workers=0", "--set", "log_every=1", "--set", "model.crn.hidden_size=64",
+    "--set", "model.crn.num_attention_heads=4", "--set", "model.crn.intermediate_size=128",
+    "--set", "model.crn.num_hidden_layers=1", "--set", "model.crn.neighbor_size=4",
+]  # fmt: skip
+
+
+def _cli(exe, *args):
+    import subprocess
+
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
+
+
+def test_cli_finetune_then_segment_with_the_model(scenecut_exe, corpus, film, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "finetune", "--data", str(corpus), "--features", str(corpus / "features"),
+            "--out", str(run), "--epochs", "2", "--batch-size", "32", "--lr", "1e-3",
+            *TINY_SETS]  # fmt: skip
+    proc = _cli(scenecut_exe, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(run / train_config.MODEL_FILE)
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert records and "loss" in records[0] and any("val" in r for r in records)
+    again = _cli(scenecut_exe, *args)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    model = str(run / train_config.MODEL_FILE)
+    seg = _cli(scenecut_exe, "segment", str(film.path), "--model", model, "--stdout", "-q")
+    assert seg.returncode == 0, seg.stderr
+    assert len(json.loads(seg.stdout)["boundary_scores"]) == len(film.shot_starts) - 1
+
+
+def test_cli_pretrain_extract_resume(scenecut_exe, corpus, tmp_path):
+    run = tmp_path / "pre"
+    base = ["train", "pretrain", "--data", str(corpus), "--out", str(run), "--method", "bassl",
+            "--encoder", "tiny", "--batch-size", "4", "--epochs", "1", "--lr", "0.05",
+            *TINY_SETS, "--set", "image_size=32", "--set", "model.crn.input_dim=16",
+            "--set", "pretext.head_hidden=32", "--set", "pretext.head_dim=16"]  # fmt: skip
+    first = _cli(scenecut_exe, *base, "--max-steps", "2")
+    assert first.returncode == 0, first.stderr
+    saved = torch.load(run / train_config.CHECKPOINT, weights_only=True)
+    assert saved["state"]["step"] == 2
+    records = [json.loads(line) for line in first.stderr.splitlines() if line.startswith("{")]
+    assert {"ssm_loss", "cgm_loss", "pp_loss", "msm_loss"} <= set(records[-1])
+    more = _cli(scenecut_exe, *base, "--max-steps", "4", "--resume")
+    assert more.returncode == 0, more.stderr
+    assert torch.load(run / train_config.CHECKPOINT, weights_only=True)["state"]["step"] == 4
+    done = _cli(scenecut_exe, *base, "--resume")
+    assert done.returncode == 0, done.stderr
+    model_file = run / train_config.MODEL_FILE
+    assert done.stdout.strip() == str(model_file)
+    assert checkpoints.checkpoint_parts(model_file) == ("shot_encoder", "crn")
+    feats = tmp_path / "feats"
+    ext = _cli(scenecut_exe, "train", "extract", "--data", str(corpus), "--encoder",
+               str(model_file), "--out", str(feats), "--workers", "0")  # fmt: skip
+    assert ext.returncode == 0, ext.stderr
+    assert len(list(feats.glob("*.npy"))) == FILMS
+    assert features.FeatureSet.open(feats).config.crn.input_dim == 16
+
+
+def test_config_file_then_set_overrides(corpus, tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('epochs = 3\nlr = 0.002\n[model]\n"crn.hidden_size" = 96\n')
+    config = train_config.make_config(
+        "finetune",
+        toml,
+        ["lr=0.003", "model.crn.num_attention_heads=4"],
+        data=str(corpus),
+        out=str(tmp_path / "o"),
+    )
+    assert config.epochs == 3 and config.lr == 0.003 and config.batch_size == 1024
+    assert config.model == {"crn.hidden_size": 96, "crn.num_attention_heads": 4}
+    pre = train_config.make_config("pretrain", data="d", out="o")
+    assert (pre.optimizer, pre.peak_lr, pre.batch_size, pre.warmup) == ("lars", 0.3, 256, 0.1)
+    scrl = train_config.make_config("pretrain", data="d", out="o", method="scrl")
+    assert (scrl.optimizer, scrl.schedule, scrl.encoder) == (
+        "sgd",
+        "quarter-cosine",
+        "resnet50-9ch",
+    )
+
+
+def test_gradient_accumulation_counts_optimizer_steps(corpus, tmp_path):
+    config = _config(corpus, tmp_path / "acc", "epochs=1", "micro_batch=8")
+    _run(config)
+    state = torch.load(tmp_path / "acc" / train_config.CHECKPOINT, weights_only=True)["state"]
+    items = sum(
+        m.num_shots - 1 for m in data_tree.read_tree(corpus).split("train")
+    )  # one window per labelled shot
+    assert state["step"] == items // 32
+
+
+def test_the_same_command_runs_under_torchrun(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "tr"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-port", str(_free_port()), "-m", "scenecut", "train", "finetune",
+         "--data", str(corpus), "--features", str(corpus / "features"), "--out", str(run),
+         "--epochs", "1", "--batch-size", "32", "--max-steps", "2", *TINY_SETS],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert torch.load(run / train_config.CHECKPOINT, weights_only=True)["state"]["step"] == 2
+    lines = (run / train_config.METRICS).read_text().splitlines()
+    assert len(lines) == 2  # rank 0 alone writes the metrics
+
+
+@pytest.mark.parametrize("n", [1, 5, 19, 20, 21, 57])
+def test_lstm_windows_give_every_shot_its_own_probability(n):
+    """With a head whose logit is the input, the stitched windows must return each shot's own
+    value in order: padding, stride and the kept middle halves line up (SCRL's inference)."""
+
+    def head(windows):
+        return torch.stack([torch.zeros_like(windows[..., 0]), windows[..., 0]], dim=-1)
+
+    x = torch.linspace(-3, 3, n)[:, None]
+    probs = inference.lstm_probs(head, x, seq_len=8)
+    assert probs.shape == (n,)
+    assert torch.allclose(probs, torch.sigmoid(x[:, 0]))
+
+
+def test_feature_clips_follow_scrl(corpus):
+    fs = features.FeatureSet.open(corpus / "features")
+    movies = data_tree.read_tree(corpus).split("train")
+    clips = features.FeatureClips(fs, movies, seq_len=8, shuffle_scenes=1.0)
+    assert len(clips) == sum(max(1, len(m.labels) // 8 - 1) for m in movies if len(m.labels) >= 8)
+    item = clips[0]
+    assert item["clip"].shape == (8, DIM) and item["labels"].shape == (8,)
+    assert item["labels"][-1] == 0
+    plain = features.FeatureClips(fs, movies, seq_len=8, shuffle_scenes=0.0)
+    rows = {tuple(r.tolist()) for r in plain[0]["clip"]}
+    assert {tuple(r.tolist()) for r in clips[0]["clip"]} == rows  # same shots, new order
+    offsets = set()
+    for epoch in range(6):
+        plain.epoch = epoch
+        offsets.add(tuple(plain[0]["clip"][0].tolist()))
+    assert len(offsets) > 1  # the clip start is drawn again each epoch
+
+
+def test_finetune_lstm_head_end_to_end(corpus, film, tmp_path):
+    config = train_config.make_config(
+        "finetune",
+        data=str(corpus),
+        out=str(tmp_path / "lstm"),
+        features=str(corpus / "features"),
+        head="lstm",
+        sets=["epochs=3", "batch_size=8", "seq_len=8", "lr=0.05", "workers=0"],
+    )
+    assert (config.optimizer, config.schedule) == ("sgd", "steps-160-180")
+    done = _run(config)
+    model, model_config = checkpoints.load(done)
+    assert model_config.head == "lstm" and model_config.seq_len == 8
+    assert checkpoints.checkpoint_parts(done) == ("shot_encoder", "lstm_head")
+    scores = finetune.score_features(model, features.FeatureSet.open(corpus / "features"),
+                                  data_tree.read_tree(corpus).split("test"))  # fmt: skip
+    assert 0.0 <= scores["ap"] <= 1.0
+    from scenecut import segment
+
+    result = segment(film.path, model=done)
+    assert len(result.boundary_scores) == len(result.shots) - 1
+
+
+def test_film_feature_norm_ignores_what_all_shots_share(tmp_path):
+    """feature_norm="film": a film's scores do not change when every shot gains the same
+    vector (the common component of pooled ImageNet features), in numpy and torch alike."""
+    config = train_config.with_overrides(TINY, {"feature_norm": "film"})
+    torch.manual_seed(3)
+    model = bassl.build(config).eval()
+    feats = torch.randn(15, DIM)
+    shifted = feats + 5.0 * torch.randn(1, DIM)
+    assert torch.allclose(
+        inference.boundary_probs(model, feats), inference.boundary_probs(model, shifted), atol=1e-5
+    )
+    plain = bassl.build(TINY).eval()
+    plain.load_state_dict(model.state_dict())
+    assert not torch.allclose(
+        inference.boundary_probs(plain, feats), inference.boundary_probs(plain, shifted)
+    )
+    as_numpy = inference.normalize_film(feats.numpy())
+    assert np.allclose(as_numpy, inference.normalize_film(feats).numpy(), atol=1e-6)
+    assert np.allclose(np.linalg.norm(as_numpy, axis=1), 1.0, atol=1e-4)
+    path = tmp_path / "m.safetensors"
+    checkpoints.save(model, config, path)
+    assert checkpoints.load(path)[1].feature_norm == "film"
