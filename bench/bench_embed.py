@@ -1,12 +1,14 @@
 """Keyframe-embedding throughput: images/s of the shot encoders on this machine.
 
-    python bench/bench_embed.py [--runs 3] [--batch 0] [--device auto] [--no-compile] [--json OUT]
+    python bench/bench_embed.py [--runs 3] [--images 64] [--batch 0] [--device auto] [--no-compile]
+                                [--json OUT]
 
 Each configuration embeds the same images through ``scenecut.models.runner.Runner`` (the code path
 of ``segment``) ``--runs`` times after one warm-up call (oneDNN primes its kernels per shape, and
 compiled networks compile then; the compile time is reported apart); the table shows the median
-images/s and the ratio to ResNet-50 fp32, measured in the same invocation. ``--batch`` is images per
-network call (0: the default, 16 on CPUs, 64 on GPUs). ResNet-50 is BaSSL's shot encoder
+images/s and the ratio to ResNet-50 fp32, measured in the same invocation. ``--images`` is images
+per timed pass (default 64), ``--batch`` images per network call (0: the default, 16 on CPUs, 64
+on GPUs). ResNet-50 is BaSSL's shot encoder
 (torchvision trunk, random weights: speed does not depend on them); EfficientNet-Lite0 is the
 offline encoder with its shipped ImageNet weights. Raw numbers and the machine go to
 bench/results/embed.json."""
@@ -36,7 +38,7 @@ from scenecut.models.options import resolve_device  # noqa: E402
 from scenecut.models.runner import Runner, autocast_dtype  # noqa: E402
 
 TARGETS = {"resnet50": 70.0, "effnet-lite0": 150.0}  # images/s, issue 8 (this 2-core CPU)
-IMAGES = 64  # per timed run
+IMAGES = 64  # per timed run [default of --images]
 
 
 def measure(
@@ -78,6 +80,7 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--images", type=int, default=IMAGES, help="images per timed pass")
     parser.add_argument("--batch", type=int, default=0, help="images per call (0: default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled configs")
@@ -86,7 +89,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     device = torch.device(resolve_device(args.device))
     low = "bf16" if autocast_dtype(device, "auto") in (None, torch.bfloat16) else "fp16"
-    images = torch.randn(IMAGES, 3, 224, 224, device=device)
+    images = torch.randn(args.images, 3, 224, 224, device=device)
     torch.manual_seed(0)
     nets = {"resnet50": ShotEncoder().eval(), "effnet-lite0": load_lite0()}
     configs = []
@@ -140,7 +143,7 @@ def main() -> None:
         "device": str(device),
         "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
     }
-    doc = {"machine": machine, "batch": batch, "images": IMAGES, "rows": rows, "best": best}
+    doc = {"machine": machine, "batch": batch, "images": args.images, "rows": rows, "best": best}
     doc["reference"] = {"config": rows[0]["config"], "median": reference}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=1) + "\n")

@@ -1,12 +1,14 @@
 """Benchmark the training loader: augmented keyframes per second per DataLoader worker.
 
-    python bench/bench_loader.py [--runs 3] [--items 192] [--root TREE] [--json OUT]
+    python bench/bench_loader.py [--runs 3] [--items 192] [--films 4] [--shots 60] [--root TREE]
+                                 [--json OUT]
 
-Builds a tree of synthetic 240p films with ``scenecut.data.writer.write_movie`` (or uses
-``--root``), then iterates ``PretrainWindows`` (BaSSL pre-training: 17-shot windows, one random
-keyframe per shot, ``train_transform``) through a ``DataLoader`` with 1 and 2 worker processes.
-Prints the median of ``--runs`` runs, and where one worker's time goes (JPEG decode vs each
-transform step, measured in this process on one thread). See bench/README.md."""
+Builds a tree of ``--films`` synthetic 240p films of ``--shots`` shots each with
+``scenecut.data.writer.write_movie`` (or uses ``--root``), then iterates ``PretrainWindows`` (BaSSL
+pre-training: 17-shot windows, one random keyframe per shot, ``train_transform``) through a
+``DataLoader`` with 1 and 2 worker processes. Prints the median of ``--runs`` runs, and where one
+worker's time goes (JPEG decode vs each transform step, measured in this process on one thread).
+See bench/README.md."""
 
 from __future__ import annotations
 
@@ -123,6 +125,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--items", type=int, default=192, help="windows per run")
+    parser.add_argument("--films", type=int, default=4, help="films in the generated tree")
+    parser.add_argument("--shots", type=int, default=60, help="shots per generated film")
     parser.add_argument("--root", type=Path, help="an existing tree [default: a generated one]")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
@@ -131,7 +135,7 @@ def main() -> None:
         if root is None:
             root = Path(tmp) / "tree"
             t = time.perf_counter()
-            make_tree(root)
+            make_tree(root, films=args.films, shots=args.shots)
             print(f"generated tree: {time.perf_counter() - t:.1f} s", file=sys.stderr)
         sizes = [p.stat().st_size for p in (root / "240P_frames").rglob("*.jpg")]
         print(f"tree: {len(sizes)} keyframes, mean {np.mean(sizes) / 1000:.1f} kB")

@@ -1,13 +1,16 @@
 """Benchmark `scenecut segment` against PySceneDetect's `scenedetect detect-adaptive`.
 
-    python bench/bench_segment.py [--quick] [--runs 3] [--hours 2] [--json OUT]
+    python bench/bench_segment.py [--quick] [--runs 3] [--hours 2] [--film-seconds S] [--film-only]
+                                  [--json OUT]
 
 Both commands run on each input in the same invocation, alternating, ``--runs`` times each. The
 table on stdout shows median wall times and their ratio, scenecut's peak memory, its decoded
 frames against the video's frame count, and shot and scene counts; raw numbers and a machine
 description go to ``bench/results/segment.json``. A ``--hours``-long film (the 10-minute film
 repeated, stream-copied) is segmented by scenecut alone, to show that memory does not grow with
-length. See bench/README.md.
+length. ``--film-seconds S`` benchmarks an S-second film instead of the 10-minute one (made the
+same way) and ``--film-only`` skips the demo clip and ../shared/media: a quick check that the
+benchmark runs, not a measurement. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,17 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hours", type=float, default=2.0, help="length of the memory film (0: skip it)"
     )
+    parser.add_argument(
+        "--film-seconds",
+        type=float,
+        help="benchmark a film this long instead of the 10-minute one (a smoke test)",
+    )
+    parser.add_argument(
+        "--film-only", action="store_true", help="skip the demo clip and ../shared/media"
+    )
     args = parser.parse_args(argv)
     runs = 1 if args.quick else args.runs
 
     scenecut = Path(sys.executable).parent / "scenecut"
     scenedetect = Path(sys.executable).parent / "scenedetect"
-    inputs: list[tuple[Path, dict | None]] = [(DEMO, None)]
+    inputs: list[tuple[Path, dict | None]] = [] if args.film_only else [(DEMO, None)]
     film_info: dict | None = None
     if not args.quick:
-        film, truth, film_info = long_film()
+        film, truth, film_info = long_film(args.film_seconds)
         inputs.append((film, truth))
-    if SHARED_MEDIA.is_dir():
+    if SHARED_MEDIA.is_dir() and not args.film_only:
         inputs += [(p, None) for p in sorted(SHARED_MEDIA.iterdir()) if is_video(p)]
 
     results: list[InputResult] = []
@@ -108,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{path.name}: {runs} run(s) of each command")
         results.append(bench_input(path, truth, scenecut, scenedetect, runs, args.timeout))
     if film_info is not None and args.hours > 0:
-        repeats = max(1, round(args.hours * 60 / LONG_FILM["minutes"]))
+        repeats = max(1, round(args.hours * 60 / film_info["minutes"]))
         hours_film = repeated_film(film, repeats)
         film_info["repeated"] = {"path": str(hours_film), "repeats": repeats}
         say(f"{hours_film.name}: {runs} run(s) of scenecut")
@@ -117,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, runs), flush=True)
     report = {
         "machine": machine(),
-        "settings": {"runs": runs, "quick": args.quick, "timeout_s": args.timeout},
+        "settings": {
+            "runs": runs,
+            "quick": args.quick,
+            "timeout_s": args.timeout,
+            "film_seconds": args.film_seconds,
+            "film_only": args.film_only,
+        },
         "long_film": film_info,
         "inputs": [as_json(r) for r in results],
     }
@@ -156,23 +174,35 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def long_film() -> tuple[Path, dict, dict]:
-    """The cached benchmark film (made on first use), its truth counts and how it was made."""
+def long_film(seconds: float | None = None) -> tuple[Path, dict, dict]:
+    """The cached benchmark film (made on first use), its truth counts and how it was made.
+
+    ``seconds``: a film of that length made the same way, instead of the 10-minute one."""
     sys.path.insert(0, str(ROOT))
     from scenecut.data.synth import FilmTruth, long_film_spec, make_film, plan_film
 
-    p = LONG_FILM
-    name = f"long_{p['minutes']:g}min_{p['width']}x{p['height']}_{p['fps']}fps_seed{p['seed']}"
+    p = dict(LONG_FILM)
+    size = f"{p['width']}x{p['height']}_{p['fps']}fps_seed{p['seed']}"
+    if seconds is None:
+        name = f"long_{p['minutes']:g}min_{size}"
+        spec = long_film_spec(**p)
+    else:
+        p["minutes"] = seconds / 60
+        name = f"long_{seconds:g}s_{size}"
+        frames = max(1, round(Fraction(str(seconds)) * p["fps"]))
+        spec = long_film_spec(**p, total_frames=frames)
     path = CACHE / f"{name}.mp4"
     truth_file = path.with_suffix(".truth.json")
-    spec = long_film_spec(**p)
     expected = plan_film(spec, path)
     info: dict = {**p, "path": str(path), "cached": True, "generate_s": None}
+    if seconds is not None:
+        info["seconds"] = seconds
     cached = path.exists() and truth_file.exists()
     if cached and FilmTruth.from_json(truth_file.read_text()) == expected:
         say(f"using cached {path.relative_to(ROOT)}")
     else:
-        say(f"generating {path.relative_to(ROOT)} (once; about a minute or two)")
+        takes = "; about a minute or two" if seconds is None else ""
+        say(f"generating {path.relative_to(ROOT)} (once{takes})")
         CACHE.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         truth = make_film(path, spec)

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, one table of targets, one JSON file.
 
-    python bench/run.py [--quick] [--runs 3]
+    python bench/run.py [--quick | --smoke] [--runs 3] [--film-seconds S] [--results DIR]
 
 Runs bench_segment (scenecut against PySceneDetect on the generated 10-minute 720p film, the
 demo clip and ../shared/media, plus the 2-hour film for memory), bench_embed, bench_export and
@@ -9,7 +9,12 @@ and profiles ``scenecut segment --profile`` on the 10-minute film (classic and E
 Prints one table (measurement, value, the reference measured in the same run, ratio, target,
 met) and writes every raw number and the machine to bench/results/bench.json. ``--quick``: one
 run each and no 2-hour film (minutes instead of a quarter of an hour). ``--results DIR``: write
-the JSON files there instead of bench/results/ (the generated films stay cached there). See
+the JSON files there instead of bench/results/ (the generated films stay cached there).
+``--film-seconds S``: an S-second film, made the same way, instead of the 10-minute one, for the
+segment, export and profile benches. ``--smoke``: a check that everything runs and lands in the
+table, not a measurement (seconds, for the test suite): ``--quick`` with a 10-second film (or
+``--film-seconds``) and nothing else in bench_segment, 4 images in bench_embed (compiled
+configurations included), a small tree and 8 windows in bench_loader, one start-up run. See
 bench/README.md.
 """
 
@@ -29,10 +34,11 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH))
 
-from bench_segment import long_film, machine  # noqa: E402
+from bench_segment import LONG_FILM, long_film, machine  # noqa: E402
 
 PY = sys.executable
 SCENECUT = str(Path(PY).parent / "scenecut")
+SMOKE_SECONDS = 10.0  # the film of --smoke, unless --film-seconds says otherwise
 
 
 def say(message: str) -> None:
@@ -81,26 +87,58 @@ def profile(results: Path, film: Path, model: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 run each, no 2-hour film")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="check that every bench runs, measure nothing: --quick on a 10-second film, "
+        "nothing else, few images and loader windows",
+    )
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--film-seconds",
+        type=float,
+        help="an S-second film instead of the 10-minute one [--smoke: 10]",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON files go")
     args = parser.parse_args()
-    runs = 1 if args.quick else args.runs
+    seconds = args.film_seconds
+    if args.smoke and seconds is None:
+        seconds = SMOKE_SECONDS
+    if seconds is not None and seconds <= 0:
+        parser.error("--film-seconds must be positive")
+    short = args.quick or args.smoke
+    runs = 1 if short else args.runs
     results = args.results
     results.mkdir(parents=True, exist_ok=True)
-    film, _, _ = long_film()
-    hours = ["--hours", "0"] if args.quick else []
+    film, counts, _ = long_film(seconds)
+    segment = ["--runs", str(runs), *(["--hours", "0"] if short else [])]
+    embed = ["--runs", str(runs)]
+    export = ["--runs", str(runs)]
+    loader = ["--runs", str(runs)]
+    if seconds is not None:
+        segment += ["--film-seconds", str(seconds)]
+        export += ["--video", str(film)]
+    if args.smoke:
+        segment.append("--film-only")
+        embed += ["--images", "4", "--batch", "2"]
+        loader += ["--items", "8", "--films", "1", "--shots", "17"]
     raw = {
         "machine": machine(),
-        "segment": run_bench(results, "bench_segment.py", "--runs", str(runs), *hours),
-        "embed": run_bench(results, "bench_embed.py", "--runs", str(runs)),
-        "export": run_bench(results, "bench_export.py", "--runs", str(runs)),
-        "loader": run_bench(results, "bench_loader.py", "--runs", str(runs)),
-        "startup": startup(max(runs, 5)),
+        "settings": {"runs": runs, "quick": args.quick, "smoke": args.smoke},
+        "film": {"path": str(film), "seconds": seconds or 60 * LONG_FILM["minutes"], **counts},
+        "segment": run_bench(results, "bench_segment.py", *segment),
+        "embed": run_bench(results, "bench_embed.py", *embed),
+        "export": run_bench(results, "bench_export.py", *export),
+        "loader": run_bench(results, "bench_loader.py", *loader),
+        "startup": startup(1 if args.smoke else max(runs, 5)),
         "profile": [profile(results, film, m) for m in ("classic", "effnet-lite0")],
     }
-    rows = target_rows(raw, film)
+    label = "10-min" if seconds is None else f"{seconds:g}-s"
+    rows = target_rows(raw, film, label)
     raw["rows"] = rows
     print(render(rows, raw))
+    if args.smoke:
+        print("--smoke: every bench ran on little input; these numbers are not measurements")
     for p in raw["profile"]:
         print(f"\nscenecut segment --profile --model {p['model']} {film.name}:\n{p['table']}")
     out = results / "bench.json"
@@ -111,8 +149,9 @@ def main() -> int:
     return 0
 
 
-def target_rows(raw: dict, film: Path) -> list[dict]:
-    """One row per measurement: value, same-run reference, ratio, target, met."""
+def target_rows(raw: dict, film: Path, label: str = "10-min") -> list[dict]:
+    """One row per measurement: value, same-run reference, ratio, target, met. ``label``: the
+    film's length as the row names say it."""
     rows: list[dict] = []
 
     def row(what, value, unit, reference=None, ref_what="", target=None, met=None, ratio=None):
@@ -137,7 +176,7 @@ def target_rows(raw: dict, film: Path) -> list[dict]:
         sc, sd = ten["scenecut"], ten["scenedetect"]
         ratio = ten["ratio"]
         row(
-            "1. segment, 10-min 720p film (s)",
+            f"1. segment, {label} 720p film (s)",
             sc["median_s"],
             "s",
             sd["median_s"],
@@ -172,7 +211,7 @@ def target_rows(raw: dict, film: Path) -> list[dict]:
     wait = effnet["busy_s"].get("embed wait", 0.0)
     busy = effnet["busy_s"].get("embed", 0.0)
     row(
-        "2. embedding overlapped with decoding (effnet, 10-min)",
+        f"2. embedding overlapped with decoding (effnet, {label})",
         round(busy - wait, 2),
         "s hidden",
         busy,
@@ -182,7 +221,7 @@ def target_rows(raw: dict, film: Path) -> list[dict]:
     )
     if ten:
         peak = ten["scenecut"]["median_peak_rss_mb"]
-        row("3. peak RSS, 10-min film", peak, "MB", None, "", "< 2048 MB", peak < 2048)
+        row(f"3. peak RSS, {label} film", peak, "MB", None, "", "< 2048 MB", peak < 2048)
         hours = [i for n, i in inputs.items() if n.startswith(film.stem + "_x")]
         if hours:
             h = hours[0]
@@ -193,7 +232,7 @@ def target_rows(raw: dict, film: Path) -> list[dict]:
                 long_peak,
                 "MB",
                 peak,
-                "10-min film's peak",
+                f"{label} film's peak",
                 "<= 1.10x",
                 long_peak is not None and long_peak <= 1.10 * peak,
             )
@@ -202,7 +241,7 @@ def target_rows(raw: dict, film: Path) -> list[dict]:
                 h["scenecut"]["median_s"],
                 "s",
                 ten["scenecut"]["median_s"],
-                "10-min film",
+                f"{label} film",
                 "linear in length",
                 None,
             )

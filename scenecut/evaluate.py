@@ -219,50 +219,6 @@ class VideoEvaluation:
     unreachable: int  # true boundaries with no detected shot cut within the tolerance
 
 
-def read_truth(path, fps) -> list[float]:
-    """Scene start times (seconds) from a ground-truth file: our ``.scenes.json``, a
-    PySceneDetect-style CSV (``Start Time (seconds)`` column), or text with one start per line
-    as seconds (``12.5``) or a timecode (``00:01:02.500``); ``#`` starts a comment.
-    The start of the film (0) is implied and may be omitted."""
-    import csv
-    import json
-    from pathlib import Path
-
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the truth file ({exc.strerror})") from exc
-    try:
-        if path.suffix == ".json":
-            starts = [float(s["start_s"]) for s in json.loads(text)["scenes"]]
-        elif path.suffix == ".csv":
-            rows = list(csv.DictReader(line for line in text.splitlines() if line.strip()))
-            starts = [float(row["Start Time (seconds)"]) for row in rows]
-        else:
-            starts = [_seconds(line.split("#")[0]) for line in text.splitlines()]
-            starts = [s for s in starts if s is not None]
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InputError(
-            f"{path}: not a scene list (expected scenecut JSON, a scene CSV, or one start time "
-            f"per line): {exc}"
-        ) from exc
-    return sorted({s for s in starts if s > 0.5 / float(fps)})
-
-
-def _seconds(token: str) -> float | None:
-    token = token.strip()
-    if not token:
-        return None
-    parts = token.split(":")
-    if len(parts) > 3:
-        raise ValueError(f"bad time {token!r}")
-    value = 0.0
-    for part in parts:
-        value = value * 60 + float(part)
-    return value
-
-
 def evaluate_video(result, truth_starts_s: Sequence[float], tolerance_s: float = 1.0):
     """Compare ``result`` (a ``SegmentResult``) with true scene start times.
 

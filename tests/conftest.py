@@ -1,4 +1,10 @@
-"""Shared fixtures: small generated films with known shots and scenes, and broken inputs."""
+"""Shared fixtures: small generated films with known shots and scenes, and broken inputs.
+
+Tests run one compute thread each: the suite's tiny networks, decoder, detector and embedding
+threads share two cores, and torch's or OpenMP's own pools on top of them oversubscribe the CPU
+(one tiny CRN test took 23 s with torch's default pool, 5.5 s with one thread). The variables
+are set before torch loads, so the console-script subprocesses the tests start inherit them.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,23 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from scenecut.data.synth import FilmTruth, make_bad_inputs, make_film
+import pytest  # noqa: E402
+
+from scenecut.data.synth import FilmTruth, make_bad_inputs, make_film  # noqa: E402
 
 # Films for scene tests: distinct places, 2-4 shots per scene, dialogue-style A B A B angles.
 FILM = dict(n_scenes=4, shots_per_scene=(2, 4), shot_frames=(15, 30), width=192, height=108)
+
+
+def pytest_configure(config):
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +127,20 @@ def test_missing_file(tmp_path):
 def test_bad_options_raise_usage_error(film, override):
     with pytest.raises(UsageError):
         scenecut.segment(film.path, **override)
+
+
+def test_readme_python_example_runs(film, tmp_path, monkeypatch):
+    """The README's "From Python" block, run as written on a generated film."""
+    import re
+    import shutil
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"### From Python\n\n```python\n(.*?)```", readme, re.S).group(1)
+    shutil.copy(film.path, tmp_path / "film.mp4")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    result, again = namespace["result"], namespace["again"]
+    assert len(result.scenes) >= 2
+    assert [(s.start, s.end) for s in again.scenes] == [(s.start, s.end) for s in result.scenes]
+    assert (tmp_path / "out" / "film.scenes.edl").read_text().startswith("TITLE: film")

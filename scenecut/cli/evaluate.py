@@ -20,10 +20,10 @@ from scenecut.cli.options import (
     DeviceOption,
     ModelOption,
     PrecisionOption,
+    inference_options,
 )
 from scenecut.errors import UsageError
 from scenecut.files import atomic_write
-from scenecut.models.options import InferenceOptions
 from scenecut.models.scorers import choose_model, load_scorer
 from scenecut.output.readers import load_result, read_truth
 from scenecut.segment import SegmentOptions, segment
@@ -81,13 +81,7 @@ def eval_video(
     Metrics as the papers compute them: AP pooled over all shot gaps (BaSSL), per-film mean AP
     (LGSS mAP, SCRL AP), F1 at --threshold, mIoU (LGSS), Recall and Recall@3s. JSON on stdout.
     """
-    inference = InferenceOptions(
-        model=model,
-        device=device,
-        batch_images=batch_size,
-        precision=precision,
-        compile=compile_net,
-    )
+    inference = inference_options(model, device, batch_size, precision, compile_net)
     options = SegmentOptions(detector=detector, inference=inference, threshold=threshold)
     options.check()
     if tolerance <= 0:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from scenecut.models.options import DEVICES, PRECISIONS
+from scenecut.models.options import DEVICES, PRECISIONS, InferenceOptions
 from scenecut.models.scorers import model_help
 from scenecut.shots import detector_help, detector_threshold_help
 
@@ -25,8 +25,20 @@ CompileOption = Annotated[
         help="torch.compile the shot encoder: 10-25 s once, then faster (worth it on long films).",
     ),
 ]
-PrecisionOption = Annotated[
-    str, typer.Option(help=f"{', '.join(PRECISIONS)} (auto: bf16/fp16 where fast).")
-]
+PRECISION_HELP = f"{', '.join(PRECISIONS)} (auto: bf16/fp16 where fast)."
+PrecisionOption = Annotated[str, typer.Option(help=PRECISION_HELP)]
 DetectorOption = Annotated[str, typer.Option(help=detector_help())]
 DetectorThresholdOption = Annotated[float | None, typer.Option(help=detector_threshold_help())]
+
+
+def inference_options(
+    model: str, device: str, batch_size: int, precision: str, compile_net: bool
+) -> InferenceOptions:
+    """The five inference options of a command as one object (``--batch-size`` counts images)."""
+    return InferenceOptions(
+        model=model,
+        device=device,
+        batch_images=batch_size,
+        precision=precision,
+        compile=compile_net,
+    )

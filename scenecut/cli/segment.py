@@ -19,9 +19,9 @@ from scenecut.cli.options import (
     DeviceOption,
     ModelOption,
     PrecisionOption,
+    inference_options,
 )
 from scenecut.errors import ScenecutError, UsageError
-from scenecut.models.options import InferenceOptions
 from scenecut.models.scorers import choose_model, load_scorer
 from scenecut.output.clips import DEFAULT_TEMPLATE
 from scenecut.output.formats import FORMATS_HELP
@@ -101,13 +101,7 @@ def segment(
     ] = False,
 ) -> None:
     """Detect shots, score every shot gap, write the scenes (frames: 0-based, end-exclusive)."""
-    inference = InferenceOptions(
-        model=model,
-        device=device,
-        batch_images=batch_size,
-        precision=precision,
-        compile=compile_net,
-    )
+    inference = inference_options(model, device, batch_size, precision, compile_net)
     options = SegmentOptions(
         detector=detector,
         detector_threshold=detector_threshold,

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from scenecut.cli.options import PRECISION_HELP, PrecisionOption
 from scenecut.errors import UsageError
 from scenecut.models.config import ENCODERS
 from scenecut.train.config import METHODS, check_run_folder, make_config
@@ -100,7 +101,7 @@ def pretrain(
     ] = None,
     lr: Annotated[float | None, typer.Option(help="[default: the paper's]")] = None,
     workers: Annotated[int | None, typer.Option(help="Loader processes per trainer.")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16.")] = None,
+    precision: Annotated[str | None, typer.Option(help=PRECISION_HELP)] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     config_file: ConfigFile = None,
     sets: Sets = None,
@@ -132,7 +133,7 @@ def extract(
     split: Annotated[str, typer.Option(help="Which films.")] = "pretrain",
     batch_size: Annotated[int, typer.Option(help="Shots per network call.")] = 32,
     workers: Annotated[int, typer.Option(help="Loader processes.")] = 2,
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    precision: PrecisionOption = "auto",
     gpus: Gpus = 0,
     procs: Procs = 1,
     nodes: Nodes = 1,

@@ -17,12 +17,12 @@ from scenecut.data.tree import (
     SPLIT_FILE,
     SPLITS,
     Problem,
-    _count_sources,
-    _frames_on_disk,
-    _labels,
-    _Scan,
-    _scan,
-    _shot_count,
+    Scan,
+    count_sources,
+    film_labels,
+    frames_on_disk,
+    scan_tree,
+    shot_count,
     shot_id,
 )
 from scenecut.errors import UsageError
@@ -83,7 +83,7 @@ def check_tree(
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"{root}: not a directory; pass the root of a MovieNet-style tree")
-    scan = _scan(root)
+    scan = scan_tree(root)
     problems = scan.problems
     if not scan.ids:
         problems.append(
@@ -105,58 +105,11 @@ def check_tree(
     # a time so that memory stays flat on full MovieNet (3.3 M keyframes).
     pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
     for video_id in scan.ids:
-        counts = _count_sources(scan, video_id)
-        where = ", ".join(k.removesuffix(" num_shot") for k in counts)
         if video_id not in scan.frame_dirs:
-            if counts or any(video_id in ids for ids in scan.splits.values()):
-                named = where if counts else SPLIT_FILE
-                problems.append(
-                    Problem(
-                        "no_frames",
-                        f"{FRAMES_DIR}/{video_id}",
-                        f"no keyframe folder for {video_id} (named in {named})",
-                        video_id,
-                    )
-                )
+            _check_named_film(scan, video_id, problems)
             continue
-        disk = _frames_on_disk(root / FRAMES_DIR / video_id)
-        folder = f"{FRAMES_DIR}/{video_id}"
-        if disk.count:
-            counts[folder] = disk.count
-        if len(set(counts.values())) > 1:
-            said = "; ".join(f"{k}: {v}" for k, v in counts.items())
-            problems.append(
-                Problem("count_mismatch", folder, f"shot counts disagree ({said})", video_id)
-            )
-        n = next(iter(counts.values()), 0)
-        if not n:
-            problems.append(Problem("missing_keyframe", folder, "no keyframes", video_id))
+        n, paths = _film_keyframes(scan, video_id, problems)
         shots_total += n
-        for name in disk.duplicates:
-            problems.append(
-                Problem(
-                    "duplicate_shot",
-                    f"{folder}/{name}",
-                    "same shot and keyframe as another file (different zero padding)",
-                    video_id,
-                )
-            )
-        paths = []
-        for shot in range(max(n, disk.count)):
-            for k in range(KEYFRAMES_PER_SHOT):
-                name = disk.files.get((shot, k))
-                if name is None:
-                    if shot < n:
-                        problems.append(
-                            Problem(
-                                "missing_keyframe",
-                                f"{folder}/shot_{shot_id(shot)}_img_{k}.jpg",
-                                f"missing keyframe {k} of shot {shot}",
-                                video_id,
-                            )
-                        )
-                else:
-                    paths.append(root / FRAMES_DIR / video_id / name)
         try:
             problems += _check_jpegs(pool, root, video_id, paths, decode)
         except BaseException:
@@ -166,7 +119,7 @@ def check_tree(
         done += 1
         if progress:
             progress(done, films)
-        movie_labels = _labels(scan, video_id, n) if n else None
+        movie_labels = film_labels(scan, video_id, n) if n else None
         labelled += movie_labels is not None
         _check_labels(scan, video_id, problems)
         if scan.vid2idx is not None and video_id not in scan.vid2idx:
@@ -194,7 +147,65 @@ def check_tree(
     )
 
 
-def _check_labels(scan: _Scan, video_id: str, problems: list[Problem]) -> None:
+def _check_named_film(scan: Scan, video_id: str, problems: list[Problem]) -> None:
+    """A film with no keyframe folder: a problem when some file names it."""
+    counts = count_sources(scan, video_id)
+    if counts or any(video_id in ids for ids in scan.splits.values()):
+        named = ", ".join(k.removesuffix(" num_shot") for k in counts) if counts else SPLIT_FILE
+        problems.append(
+            Problem(
+                "no_frames",
+                f"{FRAMES_DIR}/{video_id}",
+                f"no keyframe folder for {video_id} (named in {named})",
+                video_id,
+            )
+        )
+
+
+def _film_keyframes(scan: Scan, video_id: str, problems: list[Problem]) -> tuple[int, list[Path]]:
+    """A film's shot count (as its files say) and its keyframe files, with the problems of
+    disagreeing counts, duplicate and missing keyframes."""
+    counts = count_sources(scan, video_id)
+    disk = frames_on_disk(scan.root / FRAMES_DIR / video_id)
+    folder = f"{FRAMES_DIR}/{video_id}"
+    if disk.count:
+        counts[folder] = disk.count
+    if len(set(counts.values())) > 1:
+        said = "; ".join(f"{k}: {v}" for k, v in counts.items())
+        problems.append(
+            Problem("count_mismatch", folder, f"shot counts disagree ({said})", video_id)
+        )
+    n = next(iter(counts.values()), 0)
+    if not n:
+        problems.append(Problem("missing_keyframe", folder, "no keyframes", video_id))
+    for name in disk.duplicates:
+        problems.append(
+            Problem(
+                "duplicate_shot",
+                f"{folder}/{name}",
+                "same shot and keyframe as another file (different zero padding)",
+                video_id,
+            )
+        )
+    paths = []
+    for shot in range(max(n, disk.count)):
+        for k in range(KEYFRAMES_PER_SHOT):
+            name = disk.files.get((shot, k))
+            if name is not None:
+                paths.append(scan.root / FRAMES_DIR / video_id / name)
+            elif shot < n:
+                problems.append(
+                    Problem(
+                        "missing_keyframe",
+                        f"{folder}/shot_{shot_id(shot)}_img_{k}.jpg",
+                        f"missing keyframe {k} of shot {shot}",
+                        video_id,
+                    )
+                )
+    return n, paths
+
+
+def _check_labels(scan: Scan, video_id: str, problems: list[Problem]) -> None:
     raw = scan.labels.get(video_id)
     if raw is None:
         return
@@ -212,7 +223,7 @@ def _check_labels(scan: _Scan, video_id: str, problems: list[Problem]) -> None:
                 )
 
 
-def _check_splits(scan: _Scan, problems: list[Problem]) -> None:
+def _check_splits(scan: Scan, problems: list[Problem]) -> None:
     seen: dict[str, str] = {}
     for name, ids in scan.splits.items():
         for video_id in ids:
@@ -226,8 +237,8 @@ def _check_splits(scan: _Scan, problems: list[Problem]) -> None:
                     )
                 )
             seen.setdefault(video_id, name)
-            n = _shot_count(scan, video_id)
-            if n is not None and _labels(scan, video_id, n) is None:
+            n = shot_count(scan, video_id)
+            if n is not None and film_labels(scan, video_id, n) is None:
                 problems.append(
                     Problem(
                         "unlabelled_in_split",

@@ -13,8 +13,8 @@ from scenecut.data.tree import KEYFRAME_HEIGHT, LABELS_DIR, SPLITS, Tree, read_t
 from scenecut.data.writer import (
     MovieEntry,
     MovieWriter,
-    _label_text,
     complete_shots,
+    label_text,
     write_annotations,
 )
 from scenecut.errors import InputError, ScenecutError, UsageError
@@ -166,7 +166,7 @@ def _ingest_one(
         shots = read_tree(root).movies[video_id].shots
         if shots is not None:
             labels = labels_from_scene_starts(shots, read_scene_starts(scenes, probe(path).fps))
-            atomic_write(root / LABELS_DIR / f"{video_id}.txt", _label_text(labels), overwrite=True)
+            atomic_write(root / LABELS_DIR / f"{video_id}.txt", label_text(labels), overwrite=True)
             return IngestedVideo(path, video_id, "relabelled", n, sum(labels))
     writer = MovieWriter(root, video_id, quality=quality)
     try:

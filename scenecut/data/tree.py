@@ -111,7 +111,7 @@ def read_tree(root: str | Path) -> Tree:
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: not a directory; pass the root of a MovieNet-style tree")
-    scan = _scan(root)
+    scan = scan_tree(root)
     if not scan.ids:
         raise InputError(
             f"{root}: no films found (expected {FRAMES_DIR}/, {ANNO_DIR}/ or scene318/); "
@@ -119,12 +119,12 @@ def read_tree(root: str | Path) -> Tree:
         )
     movies: dict[str, Movie] = {}
     for video_id in scan.ids:
-        n = _shot_count(scan, video_id)
+        n = shot_count(scan, video_id)
         if n is None:
             continue
         ranges = scan.shots.get(video_id)
         shots = tuple(ranges) if ranges and len(ranges) == n and None not in ranges else None
-        movies[video_id] = Movie(video_id, n, _labels(scan, video_id, n), shots)
+        movies[video_id] = Movie(video_id, n, film_labels(scan, video_id, n), shots)
     splits = {PRETRAIN: tuple(v for v in (scan.pretrain or movies) if v in movies)}
     for name in SPLITS:
         if name in scan.splits:
@@ -153,7 +153,7 @@ def load_keyframes(root: str | Path, video_id: str, shot: int) -> np.ndarray:
 
 
 @dataclass
-class _Scan:
+class Scan:
     """Everything the text files of a tree say, with the problems found reading them."""
 
     root: Path
@@ -172,8 +172,8 @@ class _Scan:
         self.problems.append(Problem(kind, path, message, video_id, line))
 
 
-def _scan(root: Path) -> _Scan:
-    scan = _Scan(root)
+def scan_tree(root: Path) -> Scan:
+    scan = Scan(root)
     mentioned: dict[str, None] = {}
     frames = root / FRAMES_DIR
     if frames.is_dir():
@@ -239,7 +239,7 @@ def _index_key(item: tuple) -> tuple[int, int]:
     return (0, value) if isinstance(value, int) else (1, 0)
 
 
-def _read_json(root: Path, path: Path, scan: _Scan):
+def _read_json(root: Path, path: Path, scan: Scan):
     if not path.is_file():
         return None
     try:
@@ -249,7 +249,7 @@ def _read_json(root: Path, path: Path, scan: _Scan):
         return None
 
 
-def _parse_shot_file(root: Path, path: Path, scan: _Scan) -> list[tuple[int, int] | None]:
+def _parse_shot_file(root: Path, path: Path, scan: Scan) -> list[tuple[int, int] | None]:
     """``start end kf0 kf1 kf2`` per shot, end inclusive; None for a malformed line."""
     rel, video_id = str(path.relative_to(root)), path.stem
     shots: list[tuple[int, int] | None] = []
@@ -283,7 +283,7 @@ def _parse_shot_file(root: Path, path: Path, scan: _Scan) -> list[tuple[int, int
     return shots
 
 
-def _parse_label_file(root: Path, path: Path, scan: _Scan) -> dict[int, int]:
+def _parse_label_file(root: Path, path: Path, scan: Scan) -> dict[int, int]:
     """``NNNN L`` per gap; L in {0, 1, -1}."""
     rel, video_id = str(path.relative_to(root)), path.stem
     labels: dict[int, int] = {}
@@ -328,7 +328,7 @@ def _parse_label_file(root: Path, path: Path, scan: _Scan) -> dict[int, int]:
 
 
 def _parse_ndjson(
-    root: Path, path: Path, scan: _Scan
+    root: Path, path: Path, scan: Scan
 ) -> dict[str, list[tuple[int, int, int | None]]]:
     """Rows per film: (shot, num_shot, boundary_label or None)."""
     rel = str(path.relative_to(root))
@@ -379,7 +379,7 @@ def _parse_ndjson(
     return rows
 
 
-def _count_sources(scan: _Scan, video_id: str) -> dict[str, int]:
+def count_sources(scan: Scan, video_id: str) -> dict[str, int]:
     """What each text source says the film's shot count is."""
     counts: dict[str, int] = {}
     if video_id in scan.shots:
@@ -392,16 +392,16 @@ def _count_sources(scan: _Scan, video_id: str) -> dict[str, int]:
     return counts
 
 
-def _shot_count(scan: _Scan, video_id: str) -> int | None:
-    counts = _count_sources(scan, video_id)
+def shot_count(scan: Scan, video_id: str) -> int | None:
+    counts = count_sources(scan, video_id)
     if counts:
         return next(iter(counts.values()))  # shot file, then labels, then annotations
     if video_id in scan.frame_dirs:
-        return _frames_on_disk(scan.root / FRAMES_DIR / video_id).count or None
+        return frames_on_disk(scan.root / FRAMES_DIR / video_id).count or None
     return None
 
 
-def _labels(scan: _Scan, video_id: str, n: int) -> tuple[int, ...] | None:
+def film_labels(scan: Scan, video_id: str, n: int) -> tuple[int, ...] | None:
     gaps = range(n - 1)
     raw = scan.labels.get(video_id)
     if raw is None or any(i not in raw for i in gaps):
@@ -416,13 +416,13 @@ def _labels(scan: _Scan, video_id: str, n: int) -> tuple[int, ...] | None:
 
 
 @dataclass(frozen=True)
-class _OnDisk:
+class OnDisk:
     count: int  # highest shot index + 1
     files: dict[tuple[int, int], str]  # (shot, k) -> file name
     duplicates: list[str]
 
 
-def _frames_on_disk(folder: Path) -> _OnDisk:
+def frames_on_disk(folder: Path) -> OnDisk:
     files: dict[tuple[int, int], str] = {}
     duplicates = []
     for entry in os.scandir(folder):
@@ -433,7 +433,7 @@ def _frames_on_disk(folder: Path) -> _OnDisk:
                 duplicates.append(entry.name)
             files[key] = entry.name
     count = max((s for s, _ in files), default=-1) + 1
-    return _OnDisk(count, files, duplicates)
+    return OnDisk(count, files, duplicates)
 
 
 # --- checking a tree -------------------------------------------------------------------------

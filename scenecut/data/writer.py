@@ -194,5 +194,5 @@ def complete_shots(root: str | Path, video_id: str) -> int | None:
     return n if n and set(os.listdir(folder)) == expected else None
 
 
-def _label_text(labels: Sequence[int]) -> str:
+def label_text(labels: Sequence[int]) -> str:
     return "".join(f"{shot_id(i)} {int(v)}\n" for i, v in enumerate(labels))

@@ -198,7 +198,7 @@ class BertEncoder(nn.Module):
         return x
 
 
-def _additive_mask(keep: torch.Tensor) -> torch.Tensor:
+def additive_mask(keep: torch.Tensor) -> torch.Tensor:
     """1 = attend, 0 = ignore  ->  0 / -10000 added to the attention scores (BERT)."""
     return (1.0 - keep[:, None, None, :].float()) * -10000.0
 
@@ -225,7 +225,7 @@ class CRN(nn.Module):
         self.pooling = cfg.pooling
         self.shot_embedding = ShotEmbedding(cfg)
         self.encoder = BertEncoder(cfg)
-        self.register_buffer("attention_mask", _additive_mask(torch.ones(1, cfg.seq_len)))
+        self.register_buffer("attention_mask", additive_mask(torch.ones(1, cfg.seq_len)))
         self.apply(_bert_init)
 
     def forward(
@@ -234,7 +234,7 @@ class CRN(nn.Module):
         tokens = self.shot_embedding(shots, mask)
         additive = self.attention_mask
         if additive.shape[-1] != tokens.shape[1]:
-            additive = _additive_mask(torch.ones(1, tokens.shape[1], device=tokens.device))
+            additive = additive_mask(torch.ones(1, tokens.shape[1], device=tokens.device))
         out = self.encoder(tokens, additive)
         return out, self.pool(out)
 

@@ -19,7 +19,7 @@ import torch
 
 from scenecut.errors import InputError
 from scenecut.files import replacing
-from scenecut.models.bassl import BaSSL, _additive_mask, build
+from scenecut.models.bassl import BaSSL, additive_mask, build
 from scenecut.models.config import (
     ALL_PARTS,
     METADATA_KEY,
@@ -304,7 +304,7 @@ def _fill_buffers(state: dict, config: ModelConfig) -> None:
     """Buffers some files leave out: recomputed, they carry no learned information."""
     if "crn.shot_embedding.shot_embedding.weight" in state:
         seq = config.crn.seq_len
-        state.setdefault("crn.attention_mask", _additive_mask(torch.ones(1, seq)))
+        state.setdefault("crn.attention_mask", additive_mask(torch.ones(1, seq)))
         state.setdefault("crn.shot_embedding.pos_ids", torch.arange(seq, dtype=torch.long))
     # torchvision files from before BatchNorm counted its batches (e.g. resnet50-19c8e357.pth)
     for key in [k for k in state if k.endswith(".running_mean")]:

@@ -16,11 +16,8 @@ import os
 import re
 import shutil
 import tarfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from http.client import HTTPException
 from pathlib import Path
 from typing import Literal
 
@@ -412,6 +409,11 @@ def download(
 
 def _fetch(record: WeightRecord, part: Path, progress: Progress | None) -> None:
     """Stream ``record.url`` into ``part``, resuming what is there; retry dropped connections."""
+    # http.client and urllib take a tenth of `scenecut --help`'s start-up: loaded here only.
+    import urllib.error
+    import urllib.request
+    from http.client import HTTPException
+
     url = record.url
     assert url is not None
     for attempt in range(1, _ATTEMPTS + 1):

@@ -40,8 +40,13 @@ class InferenceOptions:
             raise UsageError(
                 f"--batch-size must be positive (or 0 for auto), got {self.batch_images}"
             )
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"--precision must be {', '.join(PRECISIONS)}, not {self.precision}")
+        check_precision(self.precision)
+
+
+def check_precision(precision: str) -> None:
+    """Raise ``UsageError`` unless ``precision`` is one of ``PRECISIONS``."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be {', '.join(PRECISIONS)}, not {precision}")
 
 
 def check_device(device: str) -> None:

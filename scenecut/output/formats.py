@@ -16,14 +16,14 @@ from pathlib import Path
 from scenecut.errors import UsageError
 from scenecut.files import atomic_write, make_dir, refuse_existing
 from scenecut.output.timecode import (
-    _clock,
-    _millis,
-    _seconds,
+    clock,
     dropped_frames,
+    millis,
     rational_seconds,
     seconds_str,
     smpte_timecode,
     timecode,
+    truncated_seconds,
 )
 from scenecut.result import Scene, SegmentResult, VideoInfo
 from scenecut.version import __version__
@@ -34,8 +34,8 @@ SCHEMA_VERSION = 1
 def _span(video: VideoInfo, start: int, end: int) -> dict:
     t0, t1 = video.time_of(start), video.time_of(end)
     return {
-        "start_s": _seconds(t0),
-        "end_s": _seconds(t1),
+        "start_s": truncated_seconds(t0),
+        "end_s": truncated_seconds(t1),
         "start_tc": timecode(t0),
         "end_tc": timecode(t1),
     }
@@ -59,7 +59,7 @@ def result_to_dict(result: SegmentResult) -> dict:
             "frame_rate": f"{video.fps.numerator}/{video.fps.denominator}",
             "fps": round(float(video.fps), 6),
             "frame_count": video.frame_count,
-            "duration_s": _seconds(video.duration),
+            "duration_s": truncated_seconds(video.duration),
             "width": video.width,
             "height": video.height,
             "codec": video.codec,
@@ -87,7 +87,9 @@ def result_to_dict(result: SegmentResult) -> dict:
                 "start_frame": scene.start,
                 "end_frame": scene.end,
                 **_span(video, scene.start, scene.end),
-                "duration_s": _seconds(video.time_of(scene.end) - video.time_of(scene.start)),
+                "duration_s": truncated_seconds(
+                    video.time_of(scene.end) - video.time_of(scene.start)
+                ),
                 "score": _score(scene.score),
             }
             for scene in result.scenes
@@ -296,7 +298,7 @@ def to_fcpxml(result: SegmentResult) -> str:
 def _scene_millis(result: SegmentResult) -> list[tuple[Scene, int, int]]:
     video = result.video
     return [
-        (scene, _millis(video.time_of(scene.start)), _millis(video.time_of(scene.end)))
+        (scene, millis(video.time_of(scene.start)), millis(video.time_of(scene.end)))
         for scene in result.scenes
     ]
 
@@ -314,7 +316,7 @@ def to_vtt(result: SegmentResult) -> str:
     """WebVTT chapters: one ``Scene N`` cue per scene."""
     lines = ["WEBVTT", ""]
     for scene, start, end in _scene_millis(result):
-        lines += [f"{_clock(start, '.')} --> {_clock(end, '.')}", f"Scene {scene.index + 1}", ""]
+        lines += [f"{clock(start, '.')} --> {clock(end, '.')}", f"Scene {scene.index + 1}", ""]
     return "\n".join(lines)
 
 
@@ -326,7 +328,7 @@ def to_srt(result: SegmentResult) -> str:
         shots = f"shot {first}" if first == last else f"shots {first}-{last}"
         lines += [
             str(scene.index + 1),
-            f"{_clock(start, ',')} --> {_clock(end, ',')}",
+            f"{clock(start, ',')} --> {clock(end, ',')}",
             f"Scene {scene.index + 1} ({shots})",
             "",
         ]

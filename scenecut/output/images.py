@@ -67,7 +67,7 @@ def extract_frames(
     return images
 
 
-def _video_file(result: SegmentResult) -> Path:
+def video_file(result: SegmentResult) -> Path:
     path = result.video.path
     if not path.is_file():
         raise InputError(
@@ -148,7 +148,7 @@ def save_images(
     if not overwrite:
         refuse_existing([target for target, _ in plan])
     check_writable(out_dir)
-    images = extract_frames(_video_file(result), {f for _, f in plan}, None, quality=IMAGE_QUALITY)
+    images = extract_frames(video_file(result), {f for _, f in plan}, None, quality=IMAGE_QUALITY)
     missing = sorted({f for _, f in plan} - images.keys())
     if missing:
         raise InputError(

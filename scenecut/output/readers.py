@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -98,10 +99,6 @@ def read_truth(path, fps) -> list[float]:
     PySceneDetect-style CSV (``Start Time (seconds)`` column), or text with one start per line
     as seconds (``12.5``) or a timecode (``00:01:02.500``); ``#`` starts a comment.
     The start of the film (0) is implied and may be omitted."""
-    import csv
-    import json
-    from pathlib import Path
-
     path = Path(path)
     try:
         text = path.read_text()
@@ -114,7 +111,7 @@ def read_truth(path, fps) -> list[float]:
             rows = list(csv.DictReader(line for line in text.splitlines() if line.strip()))
             starts = [float(row["Start Time (seconds)"]) for row in rows]
         else:
-            starts = [_seconds(line.split("#")[0]) for line in text.splitlines()]
+            starts = [_parse_time(line.split("#")[0]) for line in text.splitlines()]
             starts = [s for s in starts if s is not None]
     except (KeyError, ValueError, TypeError) as exc:
         raise InputError(
@@ -124,7 +121,7 @@ def read_truth(path, fps) -> list[float]:
     return sorted({s for s in starts if s > 0.5 / float(fps)})
 
 
-def _seconds(token: str) -> float | None:
+def _parse_time(token: str) -> float | None:
     token = token.strip()
     if not token:
         return None
@@ -138,8 +135,8 @@ def _seconds(token: str) -> float | None:
 
 
 def read_scene_starts(path: str | Path, fps) -> list[int]:
-    """Scene start frames from our scenes JSON (frame-exact), a scene CSV, or a text file of
-    start times (seconds or HH:MM:SS.mmm, one per line), at ``fps`` frames per second."""
+    """Scene start frames from the same files as ``read_truth``, at ``fps`` frames per second;
+    frame-exact from our scenes JSON."""
     path = Path(path)
     if path.suffix == ".json":
         return sorted({scene.start for scene in load_result(path).scenes})

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from scenecut.files import atomic_write, refuse_existing
-from scenecut.output.images import THUMB_HEIGHT, _video_file, extract_frames
+from scenecut.output.images import THUMB_HEIGHT, extract_frames, video_file
 from scenecut.output.readers import load_result
 from scenecut.output.timecode import timecode
 from scenecut.result import Scene, SegmentResult, Shot
@@ -57,7 +57,7 @@ def write_report(
     if not overwrite:
         refuse_existing([out_path])
     wanted = {_thumb(shot) for shot in result.shots}
-    thumbs = extract_frames(_video_file(result), wanted, THUMB_HEIGHT)
+    thumbs = extract_frames(video_file(result), wanted, THUMB_HEIGHT)
     atomic_write(out_path, render_report(result, thumbs, video_href), overwrite)
     return out_path
 

@@ -12,29 +12,29 @@ from fractions import Fraction
 # --- time formatting -------------------------------------------------------------------------
 
 
-def _millis(seconds: Fraction) -> int:
+def millis(seconds: Fraction) -> int:
     return math.floor(seconds * 1000)
 
 
 def seconds_str(seconds: Fraction) -> str:
     """Non-negative seconds with 3 decimals, truncated: ``Fraction(1001, 30000)`` -> ``"0.033"``."""
-    ms = _millis(seconds)
+    ms = millis(seconds)
     return f"{ms // 1000}.{ms % 1000:03d}"
 
 
 def timecode(seconds: Fraction) -> str:
     """Non-negative seconds as ``HH:MM:SS.mmm``, truncated to the millisecond."""
-    return _clock(_millis(seconds), ".")
+    return clock(millis(seconds), ".")
 
 
-def _clock(ms: int, separator: str) -> str:
+def clock(ms: int, separator: str) -> str:
     hours, ms = divmod(ms, 3_600_000)
     minutes, ms = divmod(ms, 60_000)
     return f"{hours:02d}:{minutes:02d}:{ms // 1000:02d}{separator}{ms % 1000:03d}"
 
 
-def _seconds(seconds: Fraction) -> float:
-    return _millis(seconds) / 1000
+def truncated_seconds(seconds: Fraction) -> float:
+    return millis(seconds) / 1000
 
 
 # --- SMPTE timecodes and rational seconds ----------------------------------------------------

@@ -9,12 +9,12 @@ import dataclasses
 import json
 import re
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from scenecut.errors import InputError, OutputError, UsageError
-from scenecut.models.options import PRECISIONS
+from scenecut.errors import OutputError, UsageError
+from scenecut.models.options import check_precision
 
 CHECKPOINT = "checkpoint.pt"  # under the run folder: the resumable state
 MODEL_FILE = "model.safetensors"  # under the run folder: what `segment --model` / extract use
@@ -162,17 +162,6 @@ class PretrainConfig:
             return (0, last, self.neighbor_size)
         return (0,)  # instance/temporal: ShotPairs' one-shot window
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> PretrainConfig:
-        data = json.loads(text)
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise InputError(f"unknown pre-training config fields {sorted(unknown)}")
-        return cls(**data)
-
 
 def defaults_for(
     task: str, method: str = "bassl", head: str = "crn", init: str = ""
@@ -310,8 +299,7 @@ def _check_config(c: TrainConfig) -> None:
         raise UsageError(f"schedule must be {SCHEDULES}, not {c.schedule!r}")
     if c.optimizer not in ("adam", "sgd", "lars"):
         raise UsageError(f"optimizer must be adam, sgd or lars, not {c.optimizer!r}")
-    if c.precision not in PRECISIONS:
-        raise UsageError(f"precision must be {', '.join(PRECISIONS)}, not {c.precision!r}")
+    check_precision(c.precision)
     for name in ("epochs", "batch_size", "checkpoint_every", "log_every"):
         if getattr(c, name) < 1:
             raise UsageError(f"{name} must be at least 1, got {getattr(c, name)}")

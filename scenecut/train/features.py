@@ -25,6 +25,7 @@ from scenecut.files import replacing, write_json
 from scenecut.models import bassl, checkpoints, effnet, hub
 from scenecut.models.config import ModelConfig
 from scenecut.models.inference import encode_shots, normalize_film
+from scenecut.models.options import check_precision
 from scenecut.models.runner import Runner
 from scenecut.train.datasets import FilmShots
 
@@ -95,6 +96,7 @@ def extract(
     ``rank::world``). Films already written with the right shot count are skipped, so an
     interrupted extraction resumes; each file appears complete or not at all."""
     out = Path(out)
+    check_precision(precision)
     tree = read_tree(tree_root)
     config, state = load_encoder(encoder)
     net = bassl.build(config)

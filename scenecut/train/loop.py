@@ -192,13 +192,7 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
     before the end). Ctrl-C saves a checkpoint and re-raises ``KeyboardInterrupt``.
     """
     run = config.run
-    micro = config.micro_batch or max(1, config.batch_size // dist.world)
-    accumulate = max(1, config.batch_size // (micro * dist.world))
-    if micro * dist.world * accumulate != config.batch_size:
-        raise UsageError(
-            f"batch_size {config.batch_size} is not micro_batch {micro} x {dist.world} "
-            f"process(es) x a whole number of accumulation steps"
-        )
+    micro, accumulate = _micro_batches(config, dist)
     dataset = SeededItems(task.dataset, config.seed)
     sampler = DistributedSampler(
         dataset, dist.world, dist.rank, shuffle=True, seed=config.seed, drop_last=True
@@ -210,12 +204,7 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
             "lower --batch-size"
         )
     total_steps = steps_per_epoch * config.epochs
-    module = task.module
-    if dist.world > 1 and dist.device.type == "cuda":
-        # BaSSL trains with SyncBatchNorm; gloo on CPU has no such kernel (nor need: tests)
-        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    module = module.to(dist.device)
-    task.module = module
+    module = task.module = _on_device(task.module, dist)
     groups = task.param_groups(module, config) if task.param_groups else None
     optimizer, scheduler = build_optimizer(module, config, total_steps, steps_per_epoch, groups)
     autocast, dtype = _autocast(dist.device, config.precision)
@@ -223,12 +212,7 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
     state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_epoch": None}
     if (run / CHECKPOINT).is_file():
         state = _load_checkpoint(run / CHECKPOINT, module, optimizer, scheduler, scaler, config)
-    wrapped: nn.Module = module
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [dist.device.index] if dist.device.type == "cuda" else None
-        wrapped = DDP(module, device_ids=ids, find_unused_parameters=task.find_unused)
+    wrapped = _distributed(module, dist, task.find_unused)
     if dist.main:
         run.mkdir(parents=True, exist_ok=True)
         write_json(run / CONFIG, dataclasses.asdict(config), sort_keys=True)
@@ -240,22 +224,8 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
 
     try:
         for epoch in range(state["epoch"], config.epochs):
-            dataset.epoch = epoch
-            sampler.set_epoch(epoch)
             skip = state["batch"] * micro * accumulate
-            loader = DataLoader(
-                dataset,
-                batch_size=micro,
-                sampler=_Skip(sampler, skip),
-                num_workers=config.workers,
-                collate_fn=task.collate,
-                drop_last=True,
-                pin_memory=dist.device.type == "cuda",
-                persistent_workers=False,
-                # its own generator: making the iterator must not draw from the global RNG,
-                # whose state (dropout, masks) a resumed run restores from the checkpoint
-                generator=torch.Generator().manual_seed(config.seed + epoch),
-            )
+            loader = _epoch_loader(dataset, sampler, epoch, skip, micro, task.collate, config, dist)
             module.train()
             started, seen, window = time.perf_counter(), 0, []
             for i, batch in enumerate(loader):
@@ -288,17 +258,7 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
                     return None
             state.update(epoch=epoch + 1, batch=0)
             if task.validate and dist.main:
-                module.eval()
-                metrics = task.validate(module)
-                record = {"epoch": epoch + 1, "step": state["step"], "val": metrics}
-                better = task.select and (
-                    state["best"] is None or metrics[task.select] > state["best"]
-                )
-                if better:
-                    state.update(best=metrics[task.select], best_epoch=epoch + 1)
-                    _save_best(run, module)
-                    record["best"] = True
-                emit(record)
+                emit(_validate(task, module, run, state))
             save()
     except KeyboardInterrupt:
         save()
@@ -312,6 +272,66 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
         best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
         module.load_state_dict(best)
     return task.export(module, run)
+
+
+def _micro_batches(config: TrainConfig, dist: Dist) -> tuple[int, int]:
+    """Items per process per forward pass, and forward passes per optimizer step."""
+    micro = config.micro_batch or max(1, config.batch_size // dist.world)
+    accumulate = max(1, config.batch_size // (micro * dist.world))
+    if micro * dist.world * accumulate != config.batch_size:
+        raise UsageError(
+            f"batch_size {config.batch_size} is not micro_batch {micro} x {dist.world} "
+            f"process(es) x a whole number of accumulation steps"
+        )
+    return micro, accumulate
+
+
+def _on_device(module: nn.Module, dist: Dist) -> nn.Module:
+    if dist.world > 1 and dist.device.type == "cuda":
+        # BaSSL trains with SyncBatchNorm; gloo on CPU has no such kernel (nor need: tests)
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return module.to(dist.device)
+
+
+def _distributed(module: nn.Module, dist: Dist, find_unused: bool) -> nn.Module:
+    """``module`` wrapped in DDP when there are several processes, else itself."""
+    if dist.world == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return DDP(module, device_ids=ids, find_unused_parameters=find_unused)
+
+
+def _epoch_loader(dataset, sampler, epoch: int, skip: int, micro: int, collate, config, dist):
+    """The loader of ``epoch``, less the first ``skip`` items (trained before a resume)."""
+    dataset.epoch = epoch
+    sampler.set_epoch(epoch)
+    return DataLoader(
+        dataset,
+        batch_size=micro,
+        sampler=_Skip(sampler, skip),
+        num_workers=config.workers,
+        collate_fn=collate,
+        drop_last=True,
+        pin_memory=dist.device.type == "cuda",
+        persistent_workers=False,
+        # its own generator: making the iterator must not draw from the global RNG,
+        # whose state (dropout, masks) a resumed run restores from the checkpoint
+        generator=torch.Generator().manual_seed(config.seed + epoch),
+    )
+
+
+def _validate(task: Task, module: nn.Module, run: Path, state: dict) -> dict:
+    """Rank 0 after an epoch: the validation record; the best model so far is kept."""
+    module.eval()
+    metrics = task.validate(module)
+    record = {"epoch": state["epoch"], "step": state["step"], "val": metrics}
+    if task.select and (state["best"] is None or metrics[task.select] > state["best"]):
+        state.update(best=metrics[task.select], best_epoch=state["epoch"])
+        _save_best(run, module)
+        record["best"] = True
+    return record
 
 
 def _to(batch, device: torch.device):

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 # Distributed helpers (no-ops without torch.distributed)
 
 
-def _world() -> tuple[int, int]:
+def rank_world() -> tuple[int, int]:
     """(rank, world size); (0, 1) when torch.distributed is not initialised."""
     import torch.distributed as dist
 
@@ -72,7 +72,7 @@ class _GatherWithGrad(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         import torch.distributed as dist
 
-        ctx.rank, world = _world()
+        ctx.rank, world = rank_world()
         parts = [torch.empty_like(x) for _ in range(world)]
         dist.all_gather(parts, x.contiguous())
         return torch.cat(parts)
@@ -83,12 +83,12 @@ class _GatherWithGrad(torch.autograd.Function):
 
         grad = grad.contiguous().clone()  # all_reduce works in place
         dist.all_reduce(grad)
-        return grad.chunk(_world()[1])[ctx.rank]
+        return grad.chunk(rank_world()[1])[ctx.rank]
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """``[n, ...]`` on each rank -> ``[world * n, ...]`` rank-major, gradients flowing back."""
-    if _world()[1] == 1:
+    if rank_world()[1] == 1:
         return x
     return _GatherWithGrad.apply(x)
 
@@ -98,7 +98,7 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     """all_gather without gradient (MoCo's ``concat_all_gather``)."""
     import torch.distributed as dist
 
-    world = _world()[1]
+    world = rank_world()[1]
     if world == 1:
         return x
     parts = [torch.empty_like(x) for _ in range(world)]
@@ -121,7 +121,7 @@ def nce_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torc
     n = a.shape[0]
     local = torch.cat([a, b])
     everything = gather_with_grad(local)
-    rank = _world()[0]
+    rank = rank_world()[0]
     logits = local @ everything.T / temperature  # [2n, world * 2n]
     rows = torch.arange(2 * n, device=a.device)
     own = rank * 2 * n + rows

@@ -18,8 +18,9 @@ from scenecut.models import hub
 from scenecut.models.bassl import ShotEncoder, TinyEncoder
 from scenecut.models.checkpoints import convert_state_dict, read_checkpoint
 from scenecut.models.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from scenecut.train.config import PretrainConfig
 from scenecut.train.datasets import Transform, decode_rgb
-from scenecut.train.pretext import Objective, PretrainConfig, _world, check_model_config, gather
+from scenecut.train.pretext import Objective, check_model_config, gather, rank_world
 
 # --------------------------------------------------------------------------------------------
 # SCRL
@@ -145,7 +146,7 @@ class SCRLObjective(Objective):
         """Key embeddings with MoCo's batch-shuffle BN across ranks (no-op in one process)."""
         import torch.distributed as dist
 
-        rank, world = _world()
+        rank, world = rank_world()
         if world == 1:
             return self.embed(self.encoder_k, images)
         everything = gather(images)
