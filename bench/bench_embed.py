@@ -8,10 +8,9 @@ of ``segment``) ``--runs`` times after one warm-up call (oneDNN primes its kerne
 compiled networks compile then; the compile time is reported apart); the table shows the median
 images/s and the ratio to ResNet-50 fp32, measured in the same invocation. ``--images`` is images
 per timed pass (default 64), ``--batch`` images per network call (0: the default, 16 on CPUs, 64
-on GPUs). ResNet-50 is BaSSL's shot encoder
-(torchvision trunk, random weights: speed does not depend on them); EfficientNet-Lite0 is the
-offline encoder with its shipped ImageNet weights. Raw numbers and the machine go to
-bench/results/embed.json."""
+on GPUs). ResNet-50 is BaSSL's shot encoder (torchvision trunk, random weights: speed does not
+depend on them); EfficientNet-Lite0 is the offline encoder with its shipped ImageNet weights. Raw
+numbers and the machine go to bench/results/embed.json."""
 
 from __future__ import annotations
 

@@ -110,18 +110,18 @@ def main() -> int:
     runs = 1 if short else args.runs
     results = args.results
     results.mkdir(parents=True, exist_ok=True)
-    film, counts, _ = long_film(seconds)
     segment = ["--runs", str(runs), *(["--hours", "0"] if short else [])]
     embed = ["--runs", str(runs)]
     export = ["--runs", str(runs)]
     loader = ["--runs", str(runs)]
-    if seconds is not None:
-        segment += ["--film-seconds", str(seconds)]
-        export += ["--video", str(film)]
     if args.smoke:
         segment.append("--film-only")
         embed += ["--images", "4", "--batch", "2"]
         loader += ["--items", "8", "--films", "1", "--shots", "17"]
+    film, counts, _ = long_film(seconds)
+    if seconds is not None:
+        segment += ["--film-seconds", str(seconds)]
+        export += ["--video", str(film)]
     raw = {
         "machine": machine(),
         "settings": {"runs": runs, "quick": args.quick, "smoke": args.smoke},

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from scenecut.models.scorers import Scorer
 
-EMBED_BATCH = 32  # shots per encoder call; bounds the keyframes held in memory
+EMBED_SHOTS = 32  # shots handed to the encoder at a time; bounds the keyframes held in memory
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def segment(
 
     def on_shot(item) -> None:
         pending.append(item.images)
-        if len(pending) >= EMBED_BATCH:
+        if len(pending) >= EMBED_SHOTS:
             embedder.submit(pending[:])
             pending.clear()
 
