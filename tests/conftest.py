@@ -77,4 +77,4 @@ def _empty_weights_cache(monkeypatch, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _no_debug(monkeypatch):
     monkeypatch.delenv("SCENECUT_DEBUG", raising=False)
-    monkeypatch.setenv("COLUMNS", os.environ.get("COLUMNS", "120"))
+    monkeypatch.setenv("COLUMNS", "120")  # rich wraps tables and messages at this width

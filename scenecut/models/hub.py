@@ -364,11 +364,11 @@ def import_weights(path: str | os.PathLike, name: str, overwrite: bool = False) 
     The file is read as data only (``torch.load(weights_only=True)``), its keys mapped to ours
     and checked tensor by tensor; a checkpoint that does not match is refused.
     """
+    dest = imported_path(name)
+    if dest.exists() and not overwrite:  # said before torch loads (seconds)
+        raise WeightsError(f"imported weights {name!r} exist ({dest}); pass --overwrite")
     from scenecut.models.checkpoints import convert_checkpoint, read_checkpoint, save_state
 
-    dest = imported_path(name)
-    if dest.exists() and not overwrite:
-        raise WeightsError(f"imported weights {name!r} exist ({dest}); pass --overwrite")
     state, config, source = convert_checkpoint(read_checkpoint(path), str(path))
     dest.parent.mkdir(parents=True, exist_ok=True)
     parts = save_state(state, config, dest)

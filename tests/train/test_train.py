@@ -34,6 +34,7 @@ TINY = models_config.ModelConfig(
     image_size=32,
 )
 FILMS = 64
+SMALL_FILMS = 8
 NO_DROPOUT = ["model.crn.hidden_dropout_prob=0", "model.crn.attention_probs_dropout_prob=0"]
 
 
@@ -47,16 +48,14 @@ def _write_features(folder: Path, config: models_config.ModelConfig) -> None:
     (folder / features.META).write_text(json.dumps(meta))
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    """64 films of 4-6 scenes, each scene one of 4 places (never the previous one) seen through
-    noisy shot features: 56 films to train on, 4 to validate, 4 held out for testing."""
-    root = tmp_path_factory.mktemp("corpus")
+def _make_corpus(root: Path, films: int) -> Path:
+    """``films`` films of 4-6 scenes, each scene one of 4 places (never the previous one) seen
+    through noisy shot features; the last 8 (or quarter) are split into validation and test."""
     rng = np.random.default_rng(0)
     places = rng.normal(size=(4, DIM))
     movies = []
     (root / "features").mkdir()
-    for f in range(FILMS):
+    for f in range(films):
         rows, labels, place = [], [], -1
         for _ in range(int(rng.integers(4, 7))):
             place = int(rng.choice([p for p in range(len(places)) if p != place]))
@@ -69,9 +68,23 @@ def corpus(tmp_path_factory) -> Path:
         movies.append(writer.write_movie(root, vid, shots, images, labels[:-1]))
         np.save(root / "features" / f"{vid}.npy", np.asarray(rows, dtype=np.float32))
     ids = [m.video_id for m in movies]
-    writer.write_annotations(root, movies, {"train": ids[:-8], "val": ids[-8:-4], "test": ids[-4:]})
+    held = min(4, films // 4)
+    splits = {"train": ids[: -2 * held], "val": ids[-2 * held : -held], "test": ids[-held:]}
+    writer.write_annotations(root, movies, splits)
     _write_features(root / "features", TINY)
     return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """64 films: 56 to train on, 4 to validate, 4 held out for testing."""
+    return _make_corpus(tmp_path_factory.mktemp("corpus"), FILMS)
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory) -> Path:
+    """8 films (4 / 2 / 2): enough for a pre-training epoch to run, resume and export."""
+    return _make_corpus(tmp_path_factory.mktemp("small"), SMALL_FILMS)
 
 
 def _config(corpus: Path, out: Path, *sets: str) -> train_config.TrainConfig:
@@ -247,7 +260,8 @@ def test_cli_finetune_then_segment_with_the_model(scenecut_exe, corpus, film, tm
     assert len(json.loads(seg.stdout)["boundary_scores"]) == len(film.shot_starts) - 1
 
 
-def test_cli_pretrain_extract_resume(scenecut_exe, corpus, tmp_path):
+def test_cli_pretrain_extract_resume(scenecut_exe, small_corpus, tmp_path):
+    corpus = small_corpus
     run = tmp_path / "pre"
     base = ["train", "pretrain", "--data", str(corpus), "--out", str(run), "--method", "bassl",
             "--encoder", "tiny", "--batch-size", "4", "--epochs", "1", "--lr", "0.05",
@@ -271,7 +285,7 @@ def test_cli_pretrain_extract_resume(scenecut_exe, corpus, tmp_path):
     ext = _cli(scenecut_exe, "train", "extract", "--data", str(corpus), "--encoder",
                str(model_file), "--out", str(feats), "--workers", "0")  # fmt: skip
     assert ext.returncode == 0, ext.stderr
-    assert len(list(feats.glob("*.npy"))) == FILMS
+    assert len(list(feats.glob("*.npy"))) == SMALL_FILMS
     assert features.FeatureSet.open(feats).config.crn.input_dim == 16
 
 
