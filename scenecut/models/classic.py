@@ -1,8 +1,8 @@
-"""Shot encoders: keyframes in, one vector per shot out.
+"""The classic shot encoder: keyframes in, one vector per shot out, no weights.
 
-``ClassicEncoder`` needs no weights: per keyframe a colour histogram, a coarse colour layout and
-an edge-orientation histogram, averaged over the shot's keyframes. Learned encoders plug in beside
-it with the same ``embed`` signature.
+``ClassicEncoder`` describes each keyframe by a colour histogram, a coarse colour layout and an
+edge-orientation histogram, averaged over the shot's keyframes. The learned encoders
+(``effnet.EfficientNetEncoder``) share its ``embed`` signature and its keyframe pooling.
 """
 
 from __future__ import annotations

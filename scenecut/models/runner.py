@@ -10,10 +10,6 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------------------------
-# Inference
-
-
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype for ``precision`` (fp32, bf16, fp16 or auto) on ``device``, or None."""
     if precision == "fp32":

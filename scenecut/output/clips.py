@@ -21,9 +21,6 @@ TEMPLATE_MACROS = ("VIDEO_NAME", "SCENE_NUMBER", "START_FRAME", "END_FRAME")
 REENCODE_ARGS = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "22", "-pix_fmt", "yuv420p"]
 
 
-# --- clips -----------------------------------------------------------------------------------
-
-
 def _decimal(seconds: Fraction) -> str:
     """Seconds with 6 decimals, truncated, for ffmpeg's command line."""
     us = math.floor(seconds * 1_000_000)

@@ -41,7 +41,6 @@ def load_result(path: str | Path) -> SegmentResult:
 
 
 def _result_from_dict(data: dict) -> SegmentResult:
-
     if not isinstance(data, dict) or "video" not in data or "scenes" not in data:
         raise ValueError("missing 'video' or 'scenes'")
     version = data.get("schema_version")
@@ -92,6 +91,9 @@ def _result_from_dict(data: dict) -> SegmentResult:
         settings=Settings(**data["settings"]),
         decoded_frames=data.get("decoded_frames", 0),
     )
+
+
+# --- scene lists given as the truth -----------------------------------------------------------
 
 
 def read_truth(path, fps) -> list[float]:

@@ -1,4 +1,4 @@
-"""Looking at a result: reading a saved JSON back, an HTML report, and still images per scene.
+"""The HTML report of a result: timeline, boundary-score chart and shot thumbnails per scene.
 
 The report is one self-contained HTML file (inline CSS and SVG, thumbnails as data URIs, a few
 lines of JS to seek the embedded video) so it can be mailed, archived or opened offline.
@@ -21,9 +21,6 @@ from scenecut.output.timecode import timecode
 from scenecut.result import Scene, SegmentResult, Shot
 
 SCENE_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948")
-
-
-# --- HTML report -----------------------------------------------------------------------------
 
 
 def report_path(video_path: Path, out_dir: Path) -> Path:
@@ -138,7 +135,6 @@ def _seconds(value: Fraction) -> str:
 
 
 def _timeline(result: SegmentResult) -> str:
-
     video = result.video
     total = float(video.duration) or 1.0
     cells = []
@@ -237,7 +233,6 @@ def _clock(seconds: float) -> str:
 
 
 def _scene_card(result: SegmentResult, scene: Scene, thumbs: dict[int, bytes]) -> str:
-
     video = result.video
     t0, t1 = video.time_of(scene.start), video.time_of(scene.end)
     number = scene.index + 1

@@ -65,7 +65,6 @@ def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.
 
 
 def finetune_task(config: TrainConfig) -> Task:
-
     features = FeatureSet.open(config.features or Path(config.out) / "features")
     model_config = with_overrides(features.config, config.model)
     check_features(features, model_config)
@@ -109,7 +108,6 @@ class LSTMBoundary(nn.Module):
 
 
 def _lstm_task(config: TrainConfig, features, model_config, tree) -> Task:
-
     model_config = dataclasses.replace(model_config, head="lstm", seq_len=config.seq_len)
     module = LSTMBoundary(model_config)
     dataset = FeatureClips(

@@ -1,12 +1,12 @@
-"""Training: shot-feature extraction, boundary fine-tuning and self-supervised pre-training.
+"""The training loop: one ``fit`` drives every task (fine-tuning and pre-training alike).
 
-One loop drives every task (``fit``). Distributed mode comes from torchrun's environment
-(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): NCCL on GPUs, gloo on CPU; ``launch`` starts the
-workers through torchrun's own launcher when scenecut is not already running under torchrun.
-Only rank 0 logs and writes. Checkpoints hold the unwrapped module, the optimizer, scheduler,
-scaler and RNG states and the position in the epoch; they are written atomically, and ``resume``
-continues exactly where the run stopped: every item's augmentation is seeded by (seed, epoch,
-item), so the data a step sees does not depend on worker count or on where the run was cut.
+A task (``Task``) is a module, its dataset and what to validate and export. Distributed mode comes
+from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): NCCL on GPUs, gloo on CPU;
+``launch`` starts the workers through torchrun's own launcher when scenecut is not already running
+under torchrun. Only rank 0 logs and writes. Checkpoints hold the unwrapped module, the optimizer,
+scheduler, scaler and RNG states and the position in the epoch; they are written atomically, and
+``resume`` continues exactly where the run stopped: every item's augmentation is seeded by (seed,
+epoch, item), so the data a step sees does not depend on worker count or on where the run was cut.
 """
 
 from __future__ import annotations
@@ -178,7 +178,6 @@ class Task:
 
 
 def _autocast(device: torch.device, precision: str):
-
     dtype = None if precision == "fp32" else autocast_dtype(device, precision)
     if dtype is None or (precision == "auto" and device.type == "cpu"):
         return contextlib.nullcontext(), None  # CPU training stays fp32 unless asked

@@ -251,7 +251,6 @@ class PuzzleShots(Dataset):
         transform_q: Transform | None = None,
         transform_k: Transform | None = None,
     ):
-
         self.root = Path(root)
         index = self.root / INDEX_FILE
         try:
@@ -270,7 +269,6 @@ class PuzzleShots(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
-
         video_id, puzzle = self.items[index]
         path = puzzle_path(self.root, video_id, puzzle)
         image = decode_rgb(

@@ -12,11 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from scenecut.models import bassl, checkpoints  # noqa: E402
-from scenecut.models import config as models_config  # noqa: E402
+from scenecut.models.config import CRNConfig, ModelConfig  # noqa: E402
 
-TINY = models_config.ModelConfig(
+TINY = ModelConfig(
     encoder="tiny",
-    crn=models_config.CRNConfig(
+    crn=CRNConfig(
         input_dim=16,
         hidden_size=32,
         num_hidden_layers=1,

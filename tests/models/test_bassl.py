@@ -14,11 +14,11 @@ torch = pytest.importorskip("torch")
 
 from scenecut.errors import InputError  # noqa: E402
 from scenecut.models import bassl, checkpoints, inference  # noqa: E402
-from scenecut.models import config as models_config  # noqa: E402
+from scenecut.models.config import CRNConfig, ModelConfig  # noqa: E402
 
-TINY = models_config.ModelConfig(
+TINY = ModelConfig(
     encoder="tiny",
-    crn=models_config.CRNConfig(
+    crn=CRNConfig(
         input_dim=16,
         hidden_size=32,
         num_hidden_layers=1,
@@ -65,7 +65,7 @@ REFERENCE_KEYS = {
 def full_state() -> dict:
     """A random full-size BaSSL state dict with every tensor distinct from a fresh model's."""
     torch.manual_seed(0)
-    model = bassl.build(models_config.ModelConfig())
+    model = bassl.build(ModelConfig())
     state = {}
     for key, value in model.state_dict().items():
         if value.is_floating_point() and key != "crn.attention_mask":
@@ -96,7 +96,7 @@ def test_import_modelscope_and_load(full_state, tmp_path):
     path = tmp_path / "pytorch_model.pt"
     torch.save(full_state, path)
     state, config = checkpoints.import_checkpoint(path)
-    assert config == models_config.ModelConfig()
+    assert config == ModelConfig()
     _assert_same(state, full_state)
     model = bassl.build(config)
     model.load_state_dict(state, strict=True)
@@ -112,7 +112,7 @@ def test_import_lightning_without_buffers(full_state, tmp_path):
     path = tmp_path / "model-v1.ckpt"
     torch.save({"state_dict": sd, "epoch": 3, "global_step": 10}, path)
     state, config = checkpoints.import_checkpoint(path)
-    assert config == models_config.ModelConfig()
+    assert config == ModelConfig()
     _assert_same(state, full_state)  # buffers filled back in, loss.* dropped
 
 
@@ -164,9 +164,7 @@ def test_scrl_nine_channel_encoder(full_state, tmp_path):
     assert config.encoder == "resnet50-9ch"
     assert state["shot_encoder.conv1.weight"].shape == (64, 9, 7, 7)
     with pytest.raises(InputError, match=r"conv1\.weight"):
-        checkpoints.import_checkpoint(
-            path, config=models_config.ModelConfig()
-        )  # 9 channels into BaSSL's encoder
+        checkpoints.import_checkpoint(path, config=ModelConfig())  # 9 channels into BaSSL's encoder
 
 
 def test_refuses_wrong_shape_missing_key_and_pickles(full_state, tmp_path):
@@ -206,7 +204,7 @@ def test_lightning_bookkeeping_objects_become_inert(tmp_path, monkeypatch):
 
 
 def test_crn_shapes_cls_and_mask():
-    cfg = models_config.CRNConfig()
+    cfg = CRNConfig()
     crn = bassl.CRN(cfg).eval()
     x = torch.randn(2, 17, 2048)
     seen = {}
@@ -284,7 +282,7 @@ def test_save_load_roundtrip(tmp_path):
     checkpoints.save(model, TINY, path)
     loaded, config = checkpoints.load(path)
     assert config == TINY
-    assert models_config.ModelConfig.from_json(TINY.to_json()) == TINY
+    assert ModelConfig.from_json(TINY.to_json()) == TINY
     feats = torch.randn(12, 16)
     assert torch.equal(
         inference.boundary_probs(model, feats), inference.boundary_probs(loaded, feats)
@@ -314,7 +312,7 @@ def test_scorer_tiny(tmp_path):
 
 def test_resnet50_shot_features_mean_over_keyframes():
     torch.manual_seed(3)
-    model = bassl.build(models_config.ModelConfig()).eval()
+    model = bassl.build(ModelConfig()).eval()
     frames = np.random.default_rng(1).integers(0, 256, (1, 2, 256, 320, 3), dtype=np.uint8)
     feats = inference.shot_features(model, frames, precision="fp32")
     assert feats.shape == (1, 2048)

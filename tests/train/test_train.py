@@ -15,14 +15,14 @@ torch = pytest.importorskip("torch")
 from scenecut.data import tree as data_tree  # noqa: E402
 from scenecut.data import writer  # noqa: E402
 from scenecut.models import bassl, checkpoints, inference  # noqa: E402
-from scenecut.models import config as models_config  # noqa: E402
+from scenecut.models.config import CRNConfig, ModelConfig  # noqa: E402
 from scenecut.train import config as train_config  # noqa: E402
 from scenecut.train import entry, features, finetune, loop  # noqa: E402
 
 DIM = 16
-TINY = models_config.ModelConfig(
+TINY = ModelConfig(
     encoder="tiny",
-    crn=models_config.CRNConfig(
+    crn=CRNConfig(
         input_dim=DIM,
         hidden_size=64,
         num_hidden_layers=1,
@@ -38,7 +38,7 @@ SMALL_FILMS = 8
 NO_DROPOUT = ["model.crn.hidden_dropout_prob=0", "model.crn.attention_probs_dropout_prob=0"]
 
 
-def _write_features(folder: Path, config: models_config.ModelConfig) -> None:
+def _write_features(folder: Path, config: ModelConfig) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     net = bassl.build(config)
