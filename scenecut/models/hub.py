@@ -1,7 +1,7 @@
 """Pretrained weights: a registry of records, a download cache, and name-or-path resolution.
 
 The registry below is the one source of truth; ``weights/README.md`` is generated from it
-(``python -m scenecut.models.hub > weights/README.md``) and a test keeps the two in step.
+(``python -m scenecut.models > weights/README.md``) and a test keeps the two in step.
 
 Downloads stream to ``<file>.part`` (resumed with an HTTP Range request), are checked for size
 and sha256 in chunks, and only then move into place with ``os.replace``, so the cache never holds
@@ -579,7 +579,7 @@ def registry_markdown() -> str:
         "# Registered weights",
         "",
         "Generated from `scenecut/models/hub.py`",
-        "(`python -m scenecut.models.hub > weights/README.md`); edit the registry there, not this",
+        "(`python -m scenecut.models > weights/README.md`); edit the registry there, not this",
         "file. Files download to `$SCENECUT_HOME/weights` (default `~/.cache/scenecut/weights`)",
         "with `scenecut weights pull NAME`.",
         "`sha256`: `-` means the publisher gives none (a torchvision file name's hash prefix is",
@@ -605,7 +605,3 @@ def registry_markdown() -> str:
     lines += ["", "## Notes", ""]
     lines += [f"- `{r.name}`: {r.description} Licence: {r.licence}." for r in REGISTRY.values()]
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(registry_markdown(), end="")

@@ -279,7 +279,7 @@ def test_registry_is_honest():
 def test_readme_is_generated_from_the_registry():
     readme = Path(__file__).parents[2] / "weights" / "README.md"
     assert readme.read_text() == hub.registry_markdown(), (
-        "run: python -m scenecut.models.hub > weights/README.md"
+        "run: python -m scenecut.models > weights/README.md"
     )
 
 
