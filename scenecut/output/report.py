@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import os
-from fractions import Fraction
 from pathlib import Path
 from urllib.parse import quote
 
 from scenecut.files import atomic_write, refuse_existing
 from scenecut.output.images import THUMB_HEIGHT, extract_frames, video_file
 from scenecut.output.readers import load_result
-from scenecut.output.timecode import timecode
+from scenecut.output.timecode import seconds_str, timecode
 from scenecut.result import Scene, SegmentResult, Shot
 
 SCENE_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948")
@@ -128,10 +126,6 @@ def render_report(
         parts.append(f"<script>{_JS}</script>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
-
-
-def _seconds(value: Fraction) -> str:
-    return f"{math.floor(value * 1000) / 1000:.3f}"
 
 
 def _timeline(result: SegmentResult) -> str:
@@ -255,7 +249,7 @@ def _scene_card(result: SegmentResult, scene: Scene, thumbs: dict[int, bytes]) -
         else:
             image = '<div class="missing">no image</div>'
         shots.append(
-            f'<figure class="shot" data-t="{_seconds(start)}" '
+            f'<figure class="shot" data-t="{seconds_str(start)}" '
             f'title="shot {index + 1}: frames {shot.start}-{shot.end}">'
             f"{image}<figcaption>{label}</figcaption></figure>"
         )
@@ -264,7 +258,7 @@ def _scene_card(result: SegmentResult, scene: Scene, thumbs: dict[int, bytes]) -
         f'style="border-left-color:{colour}">'
         f"<h2>Scene {number}</h2>"
         f'<p class="when">{timecode(t0)} &ndash; {timecode(t1)} '
-        f"&middot; {_seconds(t1 - t0)} s &middot; {count} shot{'s' if count != 1 else ''}"
+        f"&middot; {seconds_str(t1 - t0)} s &middot; {count} shot{'s' if count != 1 else ''}"
         f"{score} &middot; frames {scene.start}-{scene.end}</p>"
         f'<div class="shots">{"".join(shots)}</div></section>'
     )
