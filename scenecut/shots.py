@@ -231,13 +231,17 @@ class _Frame:
 
         h = self.i420.shape[0] * 2 // 3
         w = self.i420.shape[1]
+        # The chroma planes are h/2 rows of w/2 each, laid out flat after the luma: taken by
+        # element count, since h/2 rows need not fill whole rows of w (640x266: 133 rows).
+        flat = self.i420.reshape(-1)
+        luma, chroma = h * w, (h // 2) * (w // 2)
         planes = (
-            (self.i420[:h], width, height),
-            (self.i420[h : h + h // 4].reshape(h // 2, w // 2), width // 2, height // 2),
-            (self.i420[h + h // 4 :].reshape(h // 2, w // 2), width // 2, height // 2),
+            (flat[:luma].reshape(h, w), width, height),
+            (flat[luma : luma + chroma].reshape(h // 2, w // 2), width // 2, height // 2),
+            (flat[luma + chroma :].reshape(h // 2, w // 2), width // 2, height // 2),
         )
         small = [cv2.resize(p, (pw, ph), interpolation=cv2.INTER_AREA) for p, pw, ph in planes]
-        i420 = np.concatenate([small[0], small[1].reshape(-1, width), small[2].reshape(-1, width)])
+        i420 = np.concatenate([p.reshape(-1) for p in small]).reshape(height * 3 // 2, width)
         return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
 
 

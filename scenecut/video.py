@@ -79,6 +79,11 @@ def _probe_open(path: Path, container: av.container.InputContainer) -> Probe:
     if not container.streams.video:
         raise InputError(f"{path}: has no video stream (audio-only or not a video file)")
     stream = container.streams.video[0]
+    if stream.codec_context is None:
+        raise InputError(
+            f"{path}: its video codec is not one this ffmpeg can decode; convert the file "
+            "(e.g. to H.264) with a full ffmpeg first"
+        )
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not rate or rate <= 0:
         raise InputError(f"{path}: the video stream has no usable frame rate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -144,3 +145,36 @@ def test_readme_python_example_runs(film, tmp_path, monkeypatch):
     assert len(result.scenes) >= 2
     assert [(s.start, s.end) for s in again.scenes] == [(s.start, s.end) for s in result.scenes]
     assert (tmp_path / "out" / "film.scenes.edl").read_text().startswith("TITLE: film")
+
+
+@pytest.mark.parametrize("size", [(640, 266), (482, 202)])
+def test_sizes_2_mod_4_are_segmented(tmp_path, size):
+    """2.39:1 sizes (640x266, 1280x534, 1920x818) have chroma planes of an odd number of rows:
+    the keyframes must still come out, for the small classic keyframes and the 224 px ones."""
+    from scenecut.data.synth import make_film
+
+    width, height = size
+    path = tmp_path / f"film_{width}x{height}.mp4"
+    truth = make_film(path, seed=2, n_scenes=3, shots_per_scene=(2, 3), shot_frames=(15, 25),
+                      width=width, height=height)  # fmt: skip
+    for model in ("classic", "effnet-lite0"):
+        result = scenecut.segment(path, model=model)
+        assert [s.start for s in result.shots] == truth.shot_starts, model
+        assert (result.video.width, result.video.height) == size
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".apng"])
+def test_animated_images_of_odd_size_are_segmented(film, tmp_path, suffix):
+    """GIF and APNG decode to palette or RGB frames, converted to 4:2:0 at the even size below
+    the odd one (481x203 -> 480x202, chroma of 101 rows)."""
+    from scenecut.video import ffmpeg_exe
+
+    path = tmp_path / f"odd{suffix}"
+    encode = ["-i", str(film.path), "-vf", "scale=481:203", "-frames:v", "60"]
+    if suffix == ".apng":
+        encode += ["-f", "apng", "-plays", "0"]
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *encode, str(path)])
+    assert proc.returncode == 0
+    result = scenecut.segment(path, model="classic")
+    assert result.decoded_frames == result.video.frame_count >= 50
+    assert result.shots and result.shots[-1].end == result.video.frame_count

@@ -17,7 +17,7 @@ import typer
 
 from scenecut.cli import data, evaluate, train, weights
 from scenecut.cli import segment as segment_cli
-from scenecut.cli.console import error, log_warnings_to_stderr, stderr
+from scenecut.cli.console import bug_message, error, log_warnings_to_stderr, stderr
 from scenecut.errors import ScenecutError
 from scenecut.version import __version__
 
@@ -79,10 +79,6 @@ def main() -> None:
     except Exception as exc:
         if debug:
             raise
-        error(
-            stderr(),
-            f"{type(exc).__name__}: {exc} "
-            "(this is a bug; set SCENECUT_DEBUG=1 for the traceback and please report it)",
-        )
+        error(stderr(), bug_message(exc))
         sys.exit(3)
     sys.exit(code if isinstance(code, int) else 0)

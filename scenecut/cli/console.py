@@ -23,6 +23,14 @@ def error(console, message: str) -> None:
     console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
 
 
+def bug_message(exc: BaseException) -> str:
+    """What an unexpected exception says to the user: it is ours to fix, and how to report it."""
+    return (
+        f"{type(exc).__name__}: {exc} "
+        "(this is a bug; set SCENECUT_DEBUG=1 for the traceback and please report it)"
+    )
+
+
 def log_warnings_to_stderr(debug: bool) -> None:
     """Library warnings (e.g. an undecodable packet skipped) as ``warning: ...`` lines."""
     handler = logging.StreamHandler(sys.stderr)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from scenecut.cli.console import ProgressBars, error, stderr
+from scenecut.cli.console import ProgressBars, bug_message, error, stderr
 from scenecut.cli.options import (
     BatchOption,
     CompileOption,
@@ -133,7 +133,7 @@ def segment(
     start = time.perf_counter()
     scorer = load_scorer(inference, choice)
     load_seconds = time.perf_counter() - start
-    failures = 0
+    failures = bugs = 0
     for path in paths:
         out_dir = output_dir or Path(f"{Path(path).stem}_scenes")
         stages = Stages()
@@ -145,11 +145,15 @@ def segment(
                 done = segment_to_files(
                     path, options, export, out_dir, progress=progress, scorer=scorer, stages=stages
                 )
-        except ScenecutError as exc:
+        except Exception as exc:  # one input's failure, of any kind, never stops the others
             if os.environ.get("SCENECUT_DEBUG") == "1":
                 raise
             failures += 1
-            error(console, str(exc))
+            if isinstance(exc, ScenecutError):
+                error(console, str(exc))
+            else:
+                bugs += 1
+                error(console, f"{path}: {bug_message(exc)}")
             continue
         if stdout:
             sys.stdout.write(done.json)
@@ -165,7 +169,7 @@ def segment(
             console.print(note)
             note = None
     if failures:
-        raise typer.Exit(1)
+        raise typer.Exit(3 if bugs else 1)
 
 
 def report(

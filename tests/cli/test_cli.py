@@ -280,3 +280,46 @@ def test_stdout_with_clips_checks_the_output_dir_first(scenecut_exe, film, tmp_p
     )
     assert proc.returncode == 1 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_codec_is_that_inputs_one_line_error(scenecut_exe, film, tmp_path):
+    """A Matroska file whose codec ffmpeg does not know (PyAV gives no codec context) is refused
+    in one line, exit 1, and the next input is still segmented."""
+    from scenecut.video import ffmpeg_exe
+
+    mkv = tmp_path / "film.mkv"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(film.path), "-c", "copy", str(mkv)])
+    data = mkv.read_bytes()
+    assert b"V_MPEG4/ISO/AVC" in data
+    unknown = tmp_path / "unknown.mkv"
+    unknown.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_MPEG4/ISO/XYZ", 1))
+    proc = _run(scenecut_exe, "segment", str(unknown), str(film.path), "-o", str(tmp_path / "o"))
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "codec" in errors[0] and "unknown.mkv" in errors[0]
+    assert "Traceback" not in proc.stderr and "this is a bug" not in proc.stderr
+    assert (tmp_path / "o" / "film.scenes.json").is_file()
+
+
+def test_an_internal_error_in_one_input_does_not_stop_the_others(film, tmp_path, monkeypatch):
+    """Any exception while segmenting one input is that input's one-line error (exit 3: a bug
+    to report); the inputs after it are still segmented."""
+    import shutil
+
+    from scenecut.cli import segment as segment_cli
+
+    first = tmp_path / "first.mp4"
+    shutil.copy(film.path, first)
+    real = segment_cli.segment_to_files
+
+    def fails_on_first(path, *args, **kwargs):
+        if Path(path) == first:
+            raise RuntimeError("simulated defect")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(segment_cli, "segment_to_files", fails_on_first)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["segment", str(first), str(film.path), "-o", str(out), "-q"])
+    assert res.exit_code == 3
+    assert f"{first}: RuntimeError: simulated defect (this is a bug" in res.stderr
+    assert (out / "film.scenes.json").is_file() and not (out / "first.scenes.json").exists()
