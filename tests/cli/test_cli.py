@@ -94,6 +94,15 @@ def test_save_clips_are_frame_exact(film, tmp_path):
             assert container.streams.audio, "audio is kept"
             frames = sum(1 for _ in container.decode(video=0))
         assert frames == scene["end_frame"] - scene["start_frame"]
+    # clips get the umask's permissions like the scene lists (mkstemp alone made them 0600)
+    modes = {path.stat().st_mode & 0o777 for path in [*clips, out / "film.scenes.json"]}
+    assert len(modes) == 1 and modes.pop() & 0o044 == 0o044 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def test_many_inputs_one_bad(film, bad_inputs, tmp_path):
