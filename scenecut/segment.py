@@ -63,6 +63,7 @@ class SegmentOptions:
 
 
 _INFERENCE_FIELDS = {f.name for f in dataclasses.fields(InferenceOptions)}
+
 Progress = Callable[[str, int, int], None]
 
 

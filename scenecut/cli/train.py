@@ -143,7 +143,6 @@ def extract(
 ) -> None:
     """Shot features of every film (mean over its 3 keyframes), films sharded over processes.
     Re-running skips films already done."""
-
     args = dict(
         tree_root=str(data), encoder=encoder, out=str(out), split=split,
         batch_shots=batch_size, workers=workers, precision=precision,

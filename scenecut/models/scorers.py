@@ -66,7 +66,6 @@ def choose_model(model: str = "auto") -> ModelChoice:
     stack: on the judged clips of tests/test_media.py it finds scenes better than the
     EfficientNet-Lite0 features do (see the README's model section).
     """
-
     if model in OFFLINE:
         return ModelChoice(model)
     if model != "auto":

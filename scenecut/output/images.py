@@ -136,7 +136,6 @@ def save_images(
     Names follow PySceneDetect's ``$VIDEO_NAME-Scene-$SCENE_NUMBER-$IMAGE_NUMBER.jpg``: scene
     number at least 3 digits, image number ``floor(log10(count)) + 2`` digits.
     """
-
     if count < 1:
         raise UsageError(f"--save-images must be at least 1, got {count}")
     digits = math.floor(math.log10(count)) + 2

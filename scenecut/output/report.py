@@ -48,7 +48,6 @@ def write_report(
 
     ``video_href`` (a URL relative to the report) embeds a player that thumbnails seek.
     """
-
     if not overwrite:
         refuse_existing([out_path])
     wanted = {_thumb(shot) for shot in result.shots}
@@ -80,7 +79,6 @@ def render_report(
     result: SegmentResult, thumbs: dict[int, bytes], video_href: str | None = None
 ) -> str:
     """The report's HTML; ``thumbs`` maps frame indices to JPEG bytes."""
-
     video = result.video
     duration = video.duration
     e = html.escape

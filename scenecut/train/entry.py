@@ -40,7 +40,6 @@ def train_entry(config_json: str, on_log: Log | None = None, device: str = "auto
 @_record_errors
 def extract_entry(args_json: str, device: str = "auto") -> dict:
     """One feature-extraction process: this rank's share of the films."""
-
     args = json.loads(args_json)
     dist = init_dist(device)
     try:

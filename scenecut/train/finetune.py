@@ -148,7 +148,6 @@ def _head_task(config, module, dataset, features, encoder, tree, select: str) ->
 
 def score_features(model: nn.Module, features, movies) -> dict[str, float]:
     """Whole-film boundary probabilities -> the papers' metrics (``evaluate.score_films``)."""
-
     films = []
     for movie in movies:
         probs = boundary_probs(model, torch.from_numpy(np.array(features.film(movie.video_id))))

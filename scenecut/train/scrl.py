@@ -191,7 +191,6 @@ def _flat_shots(images: torch.Tensor) -> torch.Tensor:
 
 def _load_imagenet(trunk: nn.Module, weights: str) -> None:
     """Every torchvision ResNet-50 tensor except ``conv1.*`` and ``fc.*`` (SCRL's init)."""
-
     if not isinstance(trunk, ShotEncoder):
         raise UsageError("ImageNet initialisation needs the ResNet-50 encoder")
     state = convert_state_dict(read_checkpoint(hub.resolve(weights)), "torchvision")
