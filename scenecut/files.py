@@ -6,10 +6,14 @@ a path), so readers see the old file or the new one, never a partial one.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
+import re
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,7 +81,11 @@ def replacing(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
     try:
         # An absolute path, so that a tool given it cannot read a name like "-x/..." as an option.
         fd, name = tempfile.mkstemp(
-            dir=path.parent.absolute(), prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
+            # At most 32 characters of the stem, so that any name that fits fits with the
+            # temporary's additions too.
+            dir=path.parent.absolute(),
+            prefix=f".{path.stem[:32]}.",
+            suffix=f".tmp{path.suffix[:16]}",
         )
     except OSError as exc:
         raise OutputError(
@@ -107,3 +115,177 @@ def atomic_write(path: Path, data: str | bytes, overwrite: bool) -> None:
 def write_json(path: Path, data, *, sort_keys: bool = False) -> None:
     """``data`` as indented JSON, replacing ``path`` atomically (bookkeeping files)."""
     atomic_write(path, json.dumps(data, indent=1, sort_keys=sort_keys) + "\n", overwrite=True)
+
+
+def check_names(paths: list[Path]) -> None:
+    """``OutputError`` for a file name longer than the file system allows (before any work)."""
+    for path in paths:
+        existing = path.parent.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        try:
+            limit = os.pathconf(existing, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            limit = 255
+        if len(os.fsencode(path.name)) > limit:
+            raise OutputError(
+                f"output name {path.name!r} is longer than the {limit} bytes this file system "
+                "allows; rename the video or choose shorter names"
+            )
+
+
+STAGE_PREFIX = ".scenecut-"
+_STAGING, _STAGED = ".new", ".partial"  # a folder being made; one in use by a live run
+_COMMIT = "commit.json"  # inside a staging folder: its files are being moved into place
+
+
+class OutputSet:
+    """A video's outputs as a unit: all or nothing, also when the run is killed.
+
+    Every file is written into a private hidden folder in ``out_dir`` (``path(final)`` says
+    where); ``commit`` moves them all into place, refusing existing files unless
+    ``overwrite``. If the block ends any other way (an error, Ctrl-C, SIGTERM) the folder is
+    deleted. A run holds a lock on its folder; a folder whose lock is free belongs to a run
+    that was killed, and the next run in ``out_dir`` removes it, or finishes its moves if it was
+    killed while committing, so a rerun after any interruption just works.
+    """
+
+    def __init__(self, out_dir: Path, *, overwrite: bool):
+        self.out_dir = out_dir
+        self.overwrite = overwrite
+        self.dir: Path | None = None
+        self._lock: int | None = None
+        self._done = False
+
+    def __enter__(self) -> OutputSet:
+        make_dir(self.out_dir)
+        recover(self.out_dir)
+        try:
+            new = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, suffix=_STAGING, dir=self.out_dir))
+            self._lock = os.open(new, os.O_RDONLY)
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.dir = new.with_suffix(_STAGED)
+            os.rename(new, self.dir)
+        except OSError as exc:
+            self._release()
+            raise OutputError(
+                f"cannot write to {self.out_dir} ({exc.strerror or exc}); choose another with -o"
+            ) from exc
+        return self
+
+    def path(self, final: Path) -> Path:
+        """Where to write the file that ``commit`` moves to ``final`` (in ``out_dir``)."""
+        assert self.dir is not None
+        return self.dir / final.name
+
+    def commit(self, finals: list[Path], stale: list[Path] = ()) -> None:
+        """Move every staged file to its ``finals`` path, then delete ``stale`` files (earlier
+        outputs this run replaces without naming them again)."""
+        assert self.dir is not None
+        if not self.overwrite:
+            refuse_existing(finals)
+        names = [p.name for p in finals]
+        gone = [p.name for p in stale if p not in finals]
+        try:
+            plan = {"files": names, "stale": gone, "overwrite": self.overwrite}
+            write_json(self.dir / _COMMIT, plan)
+            if self.overwrite:
+                for name in names:
+                    os.replace(self.dir / name, self.out_dir / name)
+            else:
+                _link_all(self.dir, self.out_dir, names)
+            for name in gone:
+                (self.out_dir / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {self.out_dir} ({exc.strerror or exc})") from exc
+        self._done = True
+
+    def __exit__(self, *exc) -> bool:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self._release()
+        return False
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+
+def _link_all(source: Path, target: Path, names: list[str]) -> None:
+    """Move ``names`` without replacing anything: all of them, or none if one exists."""
+    linked: list[Path] = []
+    try:
+        for name in names:
+            os.link(source / name, target / name)
+            linked.append(target / name)
+    except FileExistsError as exc:  # made by another run since the check
+        for path in linked:
+            path.unlink(missing_ok=True)
+        raise OutputError(
+            f"{exc.filename2 or exc.filename} already exists; pass --overwrite"
+        ) from exc
+
+
+def recover(out_dir: Path) -> None:
+    """Clean up after runs in ``out_dir`` that were killed: finish the moves of one killed
+    while committing, delete the rest of what they left."""
+    try:
+        entries = [p for p in out_dir.iterdir() if p.name.startswith(STAGE_PREFIX)]
+    except OSError:
+        return
+    for folder in entries:
+        if folder.suffix == _STAGING:
+            # Killed between making and locking its folder (which is then empty): wait a
+            # minute, in case a live run is in that step now.
+            if time.time() - _mtime(folder) > 60:
+                shutil.rmtree(folder, ignore_errors=True)
+            continue
+        if folder.suffix != _STAGED or not folder.is_dir():
+            continue
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live run holds it
+        try:
+            _finish_commit(folder, out_dir)
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _finish_commit(folder: Path, out_dir: Path) -> None:
+    try:
+        plan = json.loads((folder / _COMMIT).read_text())
+    except (OSError, ValueError):
+        return  # it never began to commit: nothing of it is in place
+    for name in plan.get("files", []):
+        staged, final = folder / name, out_dir / name
+        if not staged.exists():
+            continue
+        if final.exists() and (os.path.samefile(staged, final) or not plan.get("overwrite")):
+            continue  # moved already, or made since by another run and not ours to replace
+        os.replace(staged, final)
+    for name in plan.get("stale", []):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
+
+
+def own_files(out_dir: Path, pattern: str) -> list[Path]:
+    """The plain files in ``out_dir`` whose whole name matches the regular expression."""
+    regex = re.compile(pattern)
+    try:
+        return sorted(p for p in out_dir.iterdir() if regex.fullmatch(p.name) and p.is_file())
+    except OSError:
+        return []

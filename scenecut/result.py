@@ -6,6 +6,7 @@ and each video carries one exact ``Fraction`` frame rate. Seconds are derived on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -25,9 +26,16 @@ class VideoInfo:
     # Offset of frame 0 from the container's start, the origin ffmpeg's ``-ss`` counts from.
     start_offset: Fraction = Fraction(0)
     vfr: bool = False
+    # Degrees counter-clockwise the coded pictures are turned to be shown (a phone's display
+    # matrix); ``width`` and ``height`` are the size as shown, like the clips ffmpeg cuts.
+    rotation: int = 0
     # Presentation times (seconds from frame 0) of shot-boundary frames, recorded while decoding.
     # For constant-frame-rate video they equal ``frame / fps`` and the dict may be empty.
     frame_times: dict[int, Fraction] = field(default_factory=dict, compare=False, repr=False)
+    # Seconds from frame 0 of the frames the decoder marked as keyframes, ascending: where a
+    # decoder can start. Clip export seeks to one, since a seek in a container without an index
+    # (MPEG-TS) can land past the keyframe a scene's first frame needs. Not saved in the JSON.
+    keyframe_times: Sequence[float] = field(default=(), compare=False, repr=False)
 
     @property
     def duration(self) -> Fraction:

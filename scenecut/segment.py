@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import queue
 import threading
 import time
@@ -12,12 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scenecut.errors import UsageError
-from scenecut.files import check_writable, refuse_existing
+from scenecut.files import OutputSet, check_names, check_writable, own_files, refuse_existing
 from scenecut.models.options import InferenceOptions
 from scenecut.models.scorers import load_scorer
-from scenecut.output.clips import DEFAULT_TEMPLATE, export_clips
+from scenecut.output.clips import (
+    DEFAULT_TEMPLATE,
+    check_template,
+    clip_names,
+    clip_pattern,
+    export_clips,
+    sample_name,
+)
 from scenecut.output.formats import check_formats, result_paths, to_json, write_results
-from scenecut.output.images import save_images
+from scenecut.output.images import image_pattern, save_images
 from scenecut.output.report import report_path, video_href, write_report
 from scenecut.profile import Stages
 from scenecut.result import SegmentResult, Settings, pick_boundaries, scenes_from_boundaries
@@ -28,6 +36,8 @@ if TYPE_CHECKING:
 
     from scenecut.models.scorers import Scorer
 
+MAX_SECONDS = 24 * 3600  # no length option means anything longer than a day
+MAX_IMAGES = 100  # --save-images per scene or shot
 EMBED_SHOTS = 32  # shots handed to the encoder at a time; bounds the keyframes held in memory
 
 
@@ -51,8 +61,14 @@ class SegmentOptions:
             raise UsageError(f"--threshold must be between 0 and 1, got {self.threshold}")
         if self.scenes is not None and self.scenes < 1:
             raise UsageError(f"--scenes must be at least 1, got {self.scenes}")
-        if self.min_shot_seconds < 0 or self.min_scene_seconds < 0:
-            raise UsageError("minimum shot and scene lengths must not be negative")
+        for option, seconds in (
+            ("--min-shot-len", self.min_shot_seconds),
+            ("--min-scene-len", self.min_scene_seconds),
+        ):
+            if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
+                raise UsageError(
+                    f"{option} must be a number of seconds from 0 to {MAX_SECONDS}, got {seconds}"
+                )
 
     def replace(self, **changes) -> SegmentOptions:
         """A copy with ``changes`` to its fields or to its inference's (``model="classic"``)."""
@@ -238,8 +254,12 @@ class ExportOptions:
             raise UsageError("--copy only applies with --save-clips")
         if self.images_per not in ("scene", "shot"):
             raise UsageError(f"--images-per must be 'scene' or 'shot', got {self.images_per!r}")
-        if self.save_images < 0:
-            raise UsageError(f"--save-images must not be negative, got {self.save_images}")
+        if not 0 <= self.save_images <= MAX_IMAGES:
+            raise UsageError(
+                f"--save-images must be from 0 to {MAX_IMAGES}, got {self.save_images}"
+            )
+        if self.save_clips:
+            check_template(self.clip_template)
         if self.to_stdout and (self.report or self.save_images):
             raise UsageError("--report and --save-images write files; drop --stdout or them")
 
@@ -263,25 +283,57 @@ def segment_to_files(
 ) -> FilesResult:
     """``segment`` one video, then write its scene lists, clips, report and images to ``out_dir``.
 
-    Existing outputs and an unwritable ``out_dir`` are reported before any decoding starts.
+    Existing outputs, names too long for the file system and an unwritable ``out_dir`` are
+    reported before any decoding starts. The outputs are one unit (``files.OutputSet``): they
+    all appear at the end, or none does. With ``overwrite``, clips and images an earlier run
+    made of this video and this run does not make again are deleted.
     """
     path = Path(path)
     report_file = report_path(path, out_dir)
-    if not export.to_stdout or export.save_clips:
+    writes_files = not export.to_stdout or export.save_clips
+    known = [] if export.to_stdout else result_paths(path, out_dir, export.formats)
+    if export.report:
+        known.append(report_file)
+    if writes_files:
         check_writable(out_dir)
-    if not export.to_stdout and not export.overwrite:
-        targets = result_paths(path, out_dir, export.formats)
-        refuse_existing([*targets, report_file] if export.report else targets)
+        samples = [out_dir / f"{path.stem}-Scene-0001-01.jpg"] if export.save_images else []
+        if export.save_clips:
+            samples.append(out_dir / (sample_name(export.clip_template, path.stem) + ".mp4"))
+        check_names([*known, *samples])
+    if not export.overwrite:
+        refuse_existing(known)
     stages = stages if stages is not None else Stages()
     result = segment(path, options, progress=progress, scorer=scorer, stages=stages)
     start = time.perf_counter()  # segment() counted its own wall time
-    files: list[Path] = []
-    text = ""
+    if export.save_clips and not export.overwrite:  # known now; refused before any clip is cut
+        extension = (path.suffix or ".mkv") if export.copy else ".mp4"
+        refuse_existing([out_dir / n for n in clip_names(result, export.clip_template, extension)])
+    text = to_json(result) if export.to_stdout else ""
+    if not writes_files:
+        return FilesResult(result, [], text)
+    with OutputSet(out_dir, overwrite=export.overwrite) as unit:
+        finals, stale = _write_outputs(result, export, out_dir, unit, progress, stages)
+        unit.commit(finals, stale if export.overwrite else [])
+    stages.wall += time.perf_counter() - start
+    return FilesResult(result, finals, text)
+
+
+def _write_outputs(
+    result: SegmentResult,
+    export: ExportOptions,
+    out_dir: Path,
+    unit: OutputSet,
+    progress: Progress | None,
+    stages: Stages,
+) -> tuple[list[Path], list[Path]]:
+    """Write every output into ``unit``'s folder; their final paths, and the earlier outputs
+    of the same kinds in ``out_dir`` (stale unless written again)."""
+    path = result.video.path
+    staged: list[Path] = []
+    stale: list[Path] = []
     with stages.time("write"):
-        if export.to_stdout:
-            text = to_json(result)
-        else:
-            files += write_results(result, out_dir, export.formats, overwrite=export.overwrite)
+        if not export.to_stdout:
+            staged += write_results(result, unit.dir, export.formats, overwrite=True)
     if export.save_clips:
 
         def on_clip(done: int, total: int) -> None:
@@ -289,27 +341,24 @@ def segment_to_files(
                 progress("clips", done, total)
 
         with stages.time("clips", len(result.scenes)):
-            files += export_clips(
+            staged += export_clips(
                 result,
-                out_dir,
+                unit.dir,
                 template=export.clip_template,
                 copy=export.copy,
-                overwrite=export.overwrite,
+                overwrite=True,
                 progress=on_clip,
             )
+        extensions = [".mp4", ".mkv", path.suffix or ".mkv"]
+        stale += own_files(out_dir, clip_pattern(export.clip_template, path.stem, extensions))
     with stages.time("write", 0):
         if export.report:
-            href = video_href(path, report_file)
-            files.append(
-                write_report(result, report_file, overwrite=export.overwrite, video_href=href)
-            )
+            final = report_path(path, out_dir)
+            href = video_href(path, final)
+            staged.append(write_report(result, unit.path(final), overwrite=True, video_href=href))
         if export.save_images:
-            files += save_images(
-                result,
-                out_dir,
-                per=export.images_per,
-                count=export.save_images,
-                overwrite=export.overwrite,
+            staged += save_images(
+                result, unit.dir, per=export.images_per, count=export.save_images, overwrite=True
             )
-    stages.wall += time.perf_counter() - start
-    return FilesResult(result, files, text)
+            stale += own_files(out_dir, image_pattern(path.stem))
+    return [out_dir / p.name for p in staged], stale

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -51,6 +52,36 @@ class Probe:
     codec: str
     has_audio: bool
     container_start: Fraction  # seconds; the origin of ffmpeg's -ss
+    cfr: bool = True  # constant frame rate by the container's word: a gap in time is damage
+    exact_count: bool = False  # frame_count_estimate is the container's own count
+
+
+# Demuxers that read other files or streams (playlists, protocols), still images or text: a
+# file detected as one of these is refused, so that only the file named is ever read.
+_REFUSED_FORMATS = {
+    "concat", "hls", "dash", "webm_dash_manifest", "sdp", "rtsp", "rtp", "lavfi", "tee",
+    "image2", "image2pipe", "tty", "ffmetadata",
+}  # fmt: skip
+_PLAYLIST_STARTS = (b"ffconcat", b"#EXTM3U", b"<?xml", b"<MPD", b"v=0")
+_IMAGE_STARTS = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"II*\0", b"MM\0*")
+
+
+@functools.cache
+def _allowed_formats() -> str:
+    """Every demuxer this PyAV has, less the refused ones, for ``format_whitelist``."""
+    import av
+    import av.format
+
+    names = []
+    for name in sorted(av.formats_available):
+        if name in _REFUSED_FORMATS or name.endswith("_pipe"):
+            continue
+        try:
+            av.format.ContainerFormat(name, "r")
+        except ValueError:  # a muxer only
+            continue
+        names.append(name)
+    return ",".join(names)
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -61,11 +92,31 @@ def _open(path: Path) -> av.container.InputContainer:
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a video file")
     try:
-        return av.open(str(path), metadata_errors="ignore")
-    except av.error.FFmpegError as exc:
-        raise InputError(f"{path}: not a readable video file ({exc.strerror or exc})") from exc
+        # "file:" so that a name like "take2:final.mp4" is never read as a protocol.
+        return av.open(
+            f"file:{path}",
+            metadata_errors="ignore",
+            options={"format_whitelist": _allowed_formats(), "protocol_whitelist": "file"},
+        )
     except PermissionError as exc:
         raise InputError(f"{path}: permission denied") from exc
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path}: {_not_video(path, exc)}") from exc
+
+
+def _not_video(path: Path, exc: Exception) -> str:
+    """Why ``path`` cannot be opened, from its first bytes when they tell."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        head = b""
+    if head.lstrip().startswith(_PLAYLIST_STARTS):
+        return "is a playlist or stream description, not a video file (only the file named is read)"
+    if head.startswith(_IMAGE_STARTS):
+        return "is a still image, not a video"
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return f"not a readable video file ({reason})"
 
 
 def probe(path: Path) -> Probe:
@@ -85,11 +136,22 @@ def _probe_open(path: Path, container: av.container.InputContainer) -> Probe:
             "(e.g. to H.264) with a full ffmpeg first"
         )
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    guessed = stream.guessed_rate
+    # An average rate far above the guessed one comes from a container that counts something
+    # else as frames (raw DV: 60000 for 25 fps; H.264 with B-frames stream-copied into AVI: 600
+    # for 24); its frame count is then just as wrong.
+    trusted = not (rate and guessed and guessed > 0 and rate > 1.5 * guessed)
+    if not trusted:
+        rate = guessed
     if not rate or rate <= 0:
         raise InputError(f"{path}: the video stream has no usable frame rate")
     fps = Fraction(rate.numerator, rate.denominator)
     time_base = Fraction(stream.time_base.numerator, stream.time_base.denominator)
-    estimate = stream.frames
+    estimate = stream.frames if trusted else 0
+    exact = bool(estimate)
+    cfr = not trusted or bool(
+        guessed and rate and abs(Fraction(rate) / Fraction(guessed) - 1) < Fraction(1, 100)
+    )
     if not estimate and stream.duration:
         estimate = round(stream.duration * time_base * fps)
     if not estimate and container.duration:
@@ -106,6 +168,8 @@ def _probe_open(path: Path, container: av.container.InputContainer) -> Probe:
         codec=ctx.name,
         has_audio=bool(container.streams.audio),
         container_start=start,
+        cfr=cfr,
+        exact_count=exact,
     )
 
 
@@ -122,14 +186,17 @@ class DecodedFrame:
     index: int
     time: Fraction  # seconds from the first frame's presentation time
     frame: av.VideoFrame
+    key: bool = False  # a keyframe: decoding can start here
+    pts: int = 0  # the presentation timestamp ``time`` counts from, in the stream's time base
 
 
-def decode(path: Path) -> tuple[Probe, Iterator[DecodedFrame]]:
+def decode(path: Path, damage: Damage | None = None) -> tuple[Probe, Iterator[DecodedFrame]]:
     """Probe ``path`` and return an iterator over its decoded frames, in presentation order.
 
-    Frames are numbered 0, 1, 2... as decoded; presentation times come from the stream's pts so
-    variable-frame-rate video keeps exact times. Undecodable packets in the middle of a stream are
-    skipped with a warning; a file that yields no frame at all raises ``InputError``.
+    Frames are numbered 0, 1, 2... in presentation order; their times come from the stream's
+    pts so variable-frame-rate video keeps exact times. Undecodable packets are skipped and
+    frames lost in constant-frame-rate video are filled in, both counted in ``damage`` (see
+    ``damage_warnings``); a file that yields no frame at all raises ``InputError``.
     """
     container = _open(path)
     try:
@@ -137,12 +204,31 @@ def decode(path: Path) -> tuple[Probe, Iterator[DecodedFrame]]:
     except BaseException:
         container.close()
         raise
-    return info, _frames(path, container, info)
+    return info, _frames(path, container, info, damage or Damage())
+
+
+# The longest run of missing frames that is filled in; a longer jump in time is taken as a
+# timestamp discontinuity, and frame times then follow the timestamps (as for VFR video).
+MAX_FILL_SECONDS = 60
+
+
+@dataclass
+class Damage:
+    """What decoding had to work around, counted for one warning at the end."""
+
+    undecodable_packets: int = 0
+    filled_frames: int = 0
+    fills: int = 0
+    first_fill: int = -1  # frame number of the first filled frame
+    jumps: int = 0
 
 
 def _frames(
-    path: Path, container: av.container.InputContainer, info: Probe
+    path: Path, container: av.container.InputContainer, info: Probe, damage: Damage
 ) -> Iterator[DecodedFrame]:
+    """Decoded frames, numbered so that frame numbers keep their times: in constant frame rate
+    video, a frame lost to damage (its packets unreadable, a block of the file zeroed) is
+    replaced by the frame before it, so later frame numbers are not shifted."""
     import av
 
     stream = container.streams.video[0]
@@ -150,30 +236,53 @@ def _frames(
     index = 0
     origin: int | None = None
     last_pts: int | None = None
-    errors = 0
+    nominal = 1 / (info.fps * info.time_base)  # one frame, in pts units
+    step = max(1, round(nominal))
+    max_fill = MAX_FILL_SECONDS * info.fps
+    previous: DecodedFrame | None = None
+    # AVI has no presentation times, only frame order: ffmpeg times its frames by dts, and the
+    # pts its parser makes up for B-frames packed into AVI go backwards. Clips are cut by
+    # ffmpeg, so frame times must be the ones ffmpeg sees.
+    by_dts = container.format.name == "avi"
     try:
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as exc:
-                errors += 1
-                log.warning("%s: skipped an undecodable packet (%s)", path, exc)
-                if errors > 1000:
+                damage.undecodable_packets += 1
+                log.debug("%s: skipped an undecodable packet (%s)", path, exc)
+                if damage.undecodable_packets > 1000:
                     raise InputError(
                         f"{path}: too many decoding errors; the file is corrupt"
                     ) from exc
                 continue
             for frame in frames:
-                pts = frame.pts if frame.pts is not None else last_pts
+                pts = frame.dts if by_dts else frame.pts
                 if pts is None:
-                    pts = 0
+                    pts = 0 if last_pts is None else last_pts + step
                 elif last_pts is not None and pts <= last_pts:
                     # Missing or repeated timestamps: step one nominal frame forward.
-                    pts = last_pts + max(1, round(1 / (info.fps * info.time_base)))
+                    pts = last_pts + step
                 if origin is None:
                     origin = pts
+                if previous is not None and info.cfr and pts - last_pts > 1.5 * nominal:
+                    missing = round((pts - last_pts) / nominal) - 1
+                    if missing > max_fill:
+                        damage.jumps += 1
+                    else:
+                        for k in range(1, missing + 1):
+                            fill_pts = last_pts + round(k * nominal)
+                            time = (fill_pts - origin) * info.time_base
+                            yield DecodedFrame(index, time, previous.frame, False, fill_pts)
+                            index += 1
+                        damage.filled_frames += missing
+                        damage.fills += 1
+                        if damage.first_fill < 0:
+                            damage.first_fill = index - missing
                 last_pts = pts
-                yield DecodedFrame(index, (pts - origin) * info.time_base, frame)
+                time = (pts - origin) * info.time_base
+                previous = DecodedFrame(index, time, frame, frame.key_frame, pts)
+                yield previous
                 index += 1
     except av.error.FFmpegError as exc:
         if index == 0:
@@ -183,3 +292,46 @@ def _frames(
         container.close()
     if index == 0:
         raise InputError(f"{path}: the video stream has no decodable frames (empty or corrupt)")
+
+
+def damage_warnings(path: Path, info: Probe, damage: Damage, frame_count: int) -> list[str]:
+    """What the user must hear about a decode: frames lost, filled or missing at the end.
+
+    Raises ``InputError`` when under 80% of the frames the container announces were decoded.
+    """
+    total = info.frame_count_estimate
+    # An estimate from the duration can be a frame or two off; a count from the container not.
+    short = total - frame_count > (0 if info.exact_count else max(2, total // 100))
+    if total and frame_count < 0.8 * total:
+        raise InputError(
+            f"{path}: only {frame_count} of the {total} frames the container announces could be "
+            "decoded; the file is truncated or corrupt"
+        )
+    notes = []
+    if damage.filled_frames:
+        notes.append(
+            f"{path}: {_count(damage.filled_frames, 'frames')} could not be decoded "
+            f"({_count(damage.fills, 'damaged spans')}, the first at frame {damage.first_fill}); "
+            "each is replaced by the frame before it, so later frame numbers keep their times"
+        )
+    if damage.undecodable_packets:
+        notes.append(
+            f"{path}: {_count(damage.undecodable_packets, 'damaged packets')} could not be "
+            "decoded; frames near them may be missing or damaged"
+        )
+    if damage.jumps:
+        notes.append(
+            f"{path}: the timestamps jump forward by over {MAX_FILL_SECONDS} s "
+            f"{damage.jumps} times; frame times follow the timestamps across the jumps"
+        )
+    if short:
+        notes.append(
+            f"{path}: only {frame_count} of the {total} frames the container announces could be "
+            "decoded (a truncated or damaged file); the scenes cover the frames decoded"
+        )
+    return notes
+
+
+def _count(n: int, plural: str) -> str:
+    """``3 frames``, ``1 frame``."""
+    return f"{n} {plural}" if n != 1 else f"1 {plural[:-1]}"

@@ -4,12 +4,13 @@ One module per command group: ``segment`` (segment, report), ``evaluate`` (eval)
 ``data`` and ``train``; ``console`` holds the stderr helpers and ``options`` the shared options.
 Machine-readable output goes to stdout (written file paths, or the JSON with ``--stdout``);
 tables, progress and errors go to stderr. Exit codes: 0 success, 1 an input failed, 2 bad usage,
-3 a bug, 130 interrupted.
+3 a bug, 130 interrupted (143 terminated by SIGTERM, 129 by SIGHUP).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -53,10 +54,34 @@ def _main(
     """Cut long videos into scenes."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP, all raised as Ctrl-C is, so that the same clean-up runs
+    (temporary files deleted, ffmpeg children ended, training checkpointed)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_received: list[int] = []  # click turns any KeyboardInterrupt into Abort: the signal is kept here
+
+
+def _terminate(signum: int, frame) -> None:
+    _received.append(signum)
+    raise Terminated(signum)
+
+
 def main() -> None:
     """Console-script entry: one red line and an exit code for expected errors."""
     debug = os.environ.get("SCENECUT_DEBUG") == "1"
     log_warnings_to_stderr(debug)
+    for signum, default in (
+        (signal.SIGINT, signal.default_int_handler),
+        (signal.SIGTERM, signal.SIG_DFL),
+        (signal.SIGHUP, signal.SIG_DFL),
+    ):
+        if signal.getsignal(signum) is default:  # not when started ignoring it (nohup)
+            signal.signal(signum, _terminate)
     try:
         # Without standalone mode, click returns the exit code of typer.Exit instead of exiting.
         code = app(standalone_mode=False)
@@ -74,11 +99,18 @@ def main() -> None:
         error(stderr(), message)
         sys.exit(getattr(exc, "exit_code", 2))
     except (KeyboardInterrupt, typer.Abort):
-        stderr().print("[red]interrupted[/red]")
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:
         if debug:
             raise
         error(stderr(), bug_message(exc))
         sys.exit(3)
+    if _received:  # typer turns KeyboardInterrupt into a silent exit code 130
+        _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted() -> None:
+    signum = _received[0] if _received else signal.SIGINT
+    stderr().print(f"[red]interrupted ({signal.Signals(signum).name})[/red]")
+    sys.exit(128 + signum)

@@ -21,7 +21,7 @@ from scenecut.cli.options import (
     PrecisionOption,
     inference_options,
 )
-from scenecut.errors import ScenecutError, UsageError
+from scenecut.errors import OutputError, ScenecutError, UsageError
 from scenecut.models.scorers import choose_model, load_scorer
 from scenecut.output.clips import DEFAULT_TEMPLATE
 from scenecut.output.formats import FORMATS_HELP
@@ -92,6 +92,15 @@ def segment(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing output files.")
     ] = False,
+    null: Annotated[
+        bool,
+        typer.Option(
+            "-0",
+            "--null",
+            help="Paths on stdout end with NUL, not newline (for xargs -0), and '-' reads "
+            "NUL-separated paths.",
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")
     ] = False,
@@ -124,7 +133,7 @@ def segment(
     )
     options.check()
     export.check()
-    paths = expand_inputs(inputs)
+    paths = expand_inputs(inputs, "\0" if null else "\n")
     if stdout and len(paths) > 1:
         raise UsageError("--stdout takes a single input (its JSON goes to stdout)")
     console = stderr()
@@ -155,12 +164,8 @@ def segment(
                 bugs += 1
                 error(console, f"{path}: {bug_message(exc)}")
             continue
-        if stdout:
-            sys.stdout.write(done.json)
-            sys.stdout.flush()
-        else:
-            for written in done.files:
-                typer.echo(str(written))
+        end = "\0" if null else "\n"
+        emit(done.json if stdout else "".join(f"{written}{end}" for written in done.files))
         if not quiet:
             scene_table(console, done.result)
         if profile:
@@ -190,11 +195,33 @@ def report(
     typer.echo(str(rebuild_report(result_json, output, overwrite=overwrite)))
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
+def emit(text: str) -> None:
+    """Machine-readable output to stdout, now; a full disk or a closed pipe is an OutputError."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        # Nothing more can go out: later writes at exit must not fail again.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        reason = "the reader closed the pipe" if isinstance(exc, BrokenPipeError) else exc.strerror
+        raise StdoutClosed(f"cannot write to standard output ({reason or exc})") from exc
+
+
+class StdoutClosed(OutputError):
+    """stdout can take no more: the inputs left are not run, since nobody gets their paths."""
+
+
+def expand_inputs(inputs: list[str], separator: str = "\n") -> list[str]:
+    """The paths given, with ``-`` replaced by the paths read from stdin (one per line, or
+    NUL-separated: a name may hold a newline)."""
     paths: list[str] = []
     for item in inputs:
         if item == "-":
-            paths.extend(line.strip() for line in sys.stdin if line.strip())
+            text = sys.stdin.read()
+            if separator == "\n":
+                paths.extend(line.strip() for line in text.splitlines() if line.strip())
+            else:
+                paths.extend(p for p in text.split(separator) if p)
         else:
             paths.append(item)
     if not paths:

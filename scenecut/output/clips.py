@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
+import re
 import string
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from fractions import Fraction
 from pathlib import Path
@@ -30,29 +33,60 @@ def _decimal(seconds: Fraction) -> str:
 def clip_names(result: SegmentResult, template: str, extension: str) -> list[str]:
     """File names for each scene's clip; ``extension`` includes the dot."""
     width = max(3, len(str(len(result.scenes))))
-    names = []
-    for scene in result.scenes:
-        values = {
-            "VIDEO_NAME": result.video.path.stem,
-            "SCENE_NUMBER": f"{scene.index + 1:0{width}d}",
-            "START_FRAME": str(scene.start),
-            "END_FRAME": str(scene.end),
-        }
-        try:
-            name = string.Template(template).substitute(values)
-        except (KeyError, ValueError) as exc:
-            raise UsageError(
-                f"bad clip name template {template!r} ({exc}); "
-                f"macros: {', '.join('$' + m for m in TEMPLATE_MACROS)}"
-            ) from exc
-        if not name or "/" in name or (os.altsep and os.altsep in name):
-            raise UsageError(f"clip name template {template!r} must give a plain file name")
-        names.append(name + extension)
+    names = [
+        _render(template, result.video.path.stem, f"{scene.index + 1:0{width}d}", scene) + extension
+        for scene in result.scenes
+    ]
     if len(set(names)) < len(names):
         raise UsageError(
             f"clip name template {template!r} gives two clips the same name; add $SCENE_NUMBER"
         )
     return names
+
+
+def check_template(template: str) -> None:
+    """``UsageError`` now, before any decoding, for a template no scene can be named by."""
+    sample_name(template, "video")
+
+
+def sample_name(template: str, stem: str) -> str:
+    """A long clip name ``template`` gives a video called ``stem`` (for checks before a run)."""
+    return _render(template, stem, "0001", Scene(0, 0, 0, 9_999_999, 9_999_999, None))
+
+
+def clip_pattern(template: str, stem: str, extensions: list[str]) -> str:
+    """A regular expression for the names ``template`` gives clips of ``stem`` in any run."""
+    marks = {m: f"SCENECUTMACRO{i}X" for i, m in enumerate(TEMPLATE_MACROS)}
+    pattern = re.escape(string.Template(template).safe_substitute(marks))
+    digits = {"VIDEO_NAME": re.escape(stem), "SCENE_NUMBER": r"\d{3,}"}
+    for macro, mark in marks.items():
+        pattern = pattern.replace(mark, digits.get(macro, r"\d+"))
+    return pattern + "(?:" + "|".join(re.escape(e) for e in dict.fromkeys(extensions)) + ")"
+
+
+def _render(template: str, stem: str, number: str, scene: Scene) -> str:
+    values = {
+        "VIDEO_NAME": stem,
+        "SCENE_NUMBER": number,
+        "START_FRAME": str(scene.start),
+        "END_FRAME": str(scene.end),
+    }
+    try:
+        name = string.Template(template).substitute(values)
+    except (KeyError, ValueError) as exc:
+        raise UsageError(
+            f"bad clip name template {template!r} ({exc}); "
+            f"macros: {', '.join('$' + m for m in TEMPLATE_MACROS)}"
+        ) from exc
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\0" in name
+        or (os.altsep and os.altsep in name)
+    ):
+        raise UsageError(f"clip name template {template!r} must give a plain file name")
+    return name
 
 
 def _ffmpeg_args(video: VideoInfo, scene: Scene, copy: bool) -> list[str]:
@@ -73,40 +107,95 @@ def _ffmpeg_args(video: VideoInfo, scene: Scene, copy: bool) -> list[str]:
     # computed (index / fps), so allow half a frame; VFR scene starts are the decoded pts, but a
     # VFR frame may be much shorter than 1 / fps, so allow 1 ms. The audio before the scene is
     # trimmed and both streams are shifted to start at 0.
+    # The seek goes to the keyframe the scene's first frame decodes from (found while decoding):
+    # in a container without an index (MPEG-TS) a seek to the scene itself can land past that
+    # keyframe, and the clip would start at the next one. The frames between the keyframe and
+    # the scene are then trimmed by their timestamps.
     margin = 1 / (2 * video.fps)
     if video.vfr:
         margin = min(margin, Fraction(1, 1000))
-    seek = Fraction(_decimal(max(Fraction(0), start - margin)))
-    lead = _decimal(start - seek)
+    keyframe = _keyframe_before(video.keyframe_times, video.time_of(scene.start))
+    if keyframe is None:  # the first keyframe: read from the start (a seek to just before the
+        seek = Fraction(0)  # first packet lands on the *next* keyframe in FLV, for one)
+    else:
+        seek = Fraction(_decimal(max(Fraction(0), video.start_offset + keyframe - margin)))
+    lead = start - seek
     args = [
         *common,
-        *("-ss", _decimal(seek), "-i", source),
+        *(("-ss", _decimal(seek)) if seek else ()),
+        *("-i", source),
         *("-map", "0:v:0", "-map", "0:a?", "-sn"),
         *("-frames:v", str(scene.length), "-t", _decimal(duration)),
-        *("-vf", "setpts=PTS-STARTPTS", *REENCODE_ARGS),
+        *("-vf", f"trim=start={_decimal(lead - margin)},setpts=PTS-STARTPTS", *REENCODE_ARGS),
     ]
     if video.vfr:
         # Keep the source's timestamps; the default 1/fps encoder clock merges VFR frames.
         args += ["-enc_time_base", "demux"]
     if video.has_audio:
-        args += ["-af", f"atrim=start={lead},asetpts=PTS-{lead}/TB", "-c:a", "aac"]
+        lead_text = _decimal(lead)
+        args += ["-af", f"atrim=start={lead_text},asetpts=PTS-{lead_text}/TB", "-c:a", "aac"]
     return args
 
 
-def _export_one(exe: str, args: list[str], target: Path, scene_number: int) -> None:
+class _Children:
+    """The ffmpeg processes running for ``export_clips``, so that an interrupted export (Ctrl-C,
+    SIGTERM, an error) ends them instead of leaving them to run on."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running: set[subprocess.Popen] = set()
+        self.stopped = False
+
+    def run(self, cmd: list[str]) -> tuple[int, bytes]:
+        with self.lock:
+            if self.stopped:
+                raise ExportError("clip export stopped")
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            self.running.add(proc)
+        try:
+            _, err = proc.communicate()
+        finally:
+            with self.lock:
+                self.running.discard(proc)
+        return proc.returncode, err
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            procs = list(self.running)
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+
+
+def _keyframe_before(keyframes: Sequence[float], time: Fraction) -> Fraction | None:
+    """The last keyframe time at or before ``time``: None for the video's first keyframe,
+    ``time`` itself when no keyframe is known."""
+    i = bisect.bisect_right(keyframes, float(time) + 1e-6)
+    if not keyframes:
+        return time
+    if i <= 1:
+        return None
+    return min(time, Fraction(keyframes[i - 1]))
+
+
+def _export_one(
+    children: _Children, exe: str, args: list[str], target: Path, scene_number: int
+) -> None:
     with replacing(target) as tmp:
         try:
-            proc = subprocess.run(
-                [exe, *args, str(tmp)], stdin=subprocess.DEVNULL, capture_output=True, check=False
-            )
+            code, err = children.run([exe, *args, str(tmp)])
         except OSError as exc:
             raise ExportError(
                 f"cannot run ffmpeg ({exe}: {exc.strerror or exc}); install ffmpeg or set "
                 "SCENECUT_FFMPEG"
             ) from exc
-        if proc.returncode != 0:
-            lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-            reason = lines[-1] if lines else f"exit status {proc.returncode}"
+        if code != 0:
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            reason = lines[-1] if lines else f"exit status {code}"
             raise ExportError(f"scene {scene_number}: ffmpeg failed: {reason}")
 
 
@@ -144,10 +233,16 @@ def export_clips(
     exe = ffmpeg_exe()
     total = len(targets)
     failures: dict[int, str] = {}
+    children = _Children()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {
             pool.submit(
-                _export_one, exe, _ffmpeg_args(video, scene, copy), target, scene.index + 1
+                _export_one,
+                children,
+                exe,
+                _ffmpeg_args(video, scene, copy),
+                target,
+                scene.index + 1,
             ): scene.index
             for scene, target in zip(result.scenes, targets, strict=True)
         }
@@ -160,7 +255,9 @@ def export_clips(
                 if progress:
                     progress(done, total)
         except BaseException:
-            # Ctrl-C or a raising progress callback: drop the queued scenes, let running ones end.
+            # Ctrl-C, SIGTERM or a raising progress callback: drop the queued scenes and end
+            # the running ffmpegs (their temporary files are deleted as their threads end).
+            children.stop()
             pool.shutdown(cancel_futures=True)
             raise
     if failures:

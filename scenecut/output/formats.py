@@ -62,6 +62,7 @@ def result_to_dict(result: SegmentResult) -> dict:
             "duration_s": truncated_seconds(video.duration),
             "width": video.width,
             "height": video.height,
+            "rotation": video.rotation,
             "codec": video.codec,
             "has_audio": video.has_audio,
             "vfr": video.vfr,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import logging
 import math
+import re
 from pathlib import Path
 
 from scenecut.errors import InputError, UsageError
 from scenecut.files import atomic_write, check_writable, refuse_existing
 from scenecut.result import SegmentResult
+from scenecut.shots import rotation_turns
 from scenecut.video import decode, scaled_size
 
 log = logging.getLogger(__name__)
@@ -40,13 +42,20 @@ def extract_frames(
         return images
     last = max(frames)
     probe, decoded = decode(Path(video_path))
-    size = (probe.width, probe.height)
-    if height is not None:
-        size = scaled_size(probe.width, probe.height, height)
+    turns = None
     try:
         for item in decoded:
+            if turns is None:  # frames are turned upright, ``height`` high as shown
+                turns = rotation_turns(item.frame)
+                size = (probe.width, probe.height)
+                if height is not None and turns % 2:
+                    size = scaled_size(probe.height, probe.width, height)[::-1]
+                elif height is not None:
+                    size = scaled_size(probe.width, probe.height, height)
             if item.index in frames:
                 image = item.frame.to_image(width=size[0], height=size[1])
+                if turns:
+                    image = image.rotate(90 * turns, expand=True)
                 if image.mode != "RGB":
                     image = image.convert("RGB")
                 buffer = io.BytesIO()
@@ -121,6 +130,11 @@ def image_names(result: SegmentResult, per: str, count: int) -> list[tuple[str, 
         (f"{stem}-{label}-{i + 1:0{width}d}", image_frames(start, end, count))
         for i, (start, end) in enumerate(spans)
     ]
+
+
+def image_pattern(stem: str) -> str:
+    """A regular expression for the names ``save_images`` gives images of ``stem``."""
+    return re.escape(stem) + r"-(?:Scene|Shot)-\d{3,}-\d{2,}\.jpg"
 
 
 def save_images(

@@ -164,10 +164,23 @@ def test_missing_file_and_debug_traceback(scenecut_exe, tmp_path):
         (["--scenes", "0"], "--scenes"),
         (["--copy"], "--save-clips"),
         (["--no-such-option"], "no-such-option"),
+        # Issue 14: these were exit 3 (a bug), or accepted and wrong.
+        (["--min-shot-len", "nan"], "--min-shot-len"),
+        (["--min-shot-len", "inf"], "--min-shot-len"),
+        (["--min-scene-len", "nan"], "--min-scene-len"),
+        (["--min-scene-len", "-inf"], "--min-scene-len"),
+        (["--detector-threshold", "nan"], "--detector-threshold"),
+        (["--detector-threshold", "inf"], "--detector-threshold"),
+        (["--save-images", "1000000"], "from 0 to 100"),
+        (["--save-clips", "--clip-template", "$NAME-x"], "template"),
+        (["--save-clips", "--clip-template", "../$VIDEO_NAME"], "template"),
     ],
 )
-def test_bad_options_exit_2_with_one_line(scenecut_exe, film, args, needle):
-    proc = _run(scenecut_exe, "segment", str(film.path), "--stdout", *args)
+def test_bad_options_exit_2_with_one_line(scenecut_exe, film, tmp_path, args, needle):
+    """Refused before any decoding: not even the output folder is made."""
+    out = tmp_path / "out"
+    proc = _run(scenecut_exe, "segment", str(film.path), "--stdout", "-o", str(out), *args)
+    assert not out.exists()
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr

@@ -160,6 +160,7 @@ def test_json_schema_and_round_trip():
         "duration_s": 4.0,
         "width": 64,
         "height": 48,
+        "rotation": 0,
         "codec": "h264",
         "has_audio": True,
         "vfr": False,
