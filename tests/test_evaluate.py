@@ -140,8 +140,24 @@ def test_read_truth_rejects_garbage(tmp_path):
     bad.write_text("scene one starts at noon\n")
     with pytest.raises(InputError, match="not a scene list"):
         read_truth(bad, 25)
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="no such file"):
         read_truth(tmp_path / "missing.txt", 25)
+
+
+def test_read_truth_takes_pyscenedetect_csv_and_a_byte_order_mark(tmp_path):
+    from scenecut.output.readers import read_truth
+
+    # PySceneDetect's list-scenes CSV opens with its cut list; Windows editors add a BOM.
+    csv_file = tmp_path / "film-Scenes.csv"
+    csv_file.write_text(
+        "Timecode List:,00:00:02.000\n"
+        "Scene Number,Start Frame,Start Timecode,Start Time (seconds)\n"
+        "1,1,00:00:00.000,0.000\n2,51,00:00:02.000,2.000\n"
+    )
+    assert read_truth(csv_file, 25) == [2.0]
+    text = tmp_path / "truth.txt"
+    text.write_bytes("\ufeff1.5\n00:00:03.250 # a cut\n".encode())
+    assert read_truth(text, 25) == [1.5, 3.25]
 
 
 def test_evaluate_video_hits_misses_and_false_alarms(film):

@@ -8,6 +8,7 @@ is cheap (no torch, no av): ``scenecut.cli`` imports it for ``--help``.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +30,11 @@ app = typer.Typer(
 )
 
 
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+
+
 @app.command("check")
 def check(
     root: Annotated[Path, typer.Argument(help="Root of the tree (holds 240P_frames/, anno/...).")],
@@ -45,8 +51,7 @@ def check(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ) -> None:
     """Validate a tree; report every problem. Exit 0 when clean, 1 when problems were found."""
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
+    _check_workers(workers)
     console = stderr()
     with ProgressBars(console, quiet, root.name or str(root)) as progress:
         on_films = (lambda done, total: progress("films", done, total)) if progress else None
@@ -169,8 +174,8 @@ def _numbers(text: str, count: int, option: str, kind=int) -> tuple:
         values = tuple(kind(v) for v in text.replace("x", ",").split(","))
     except ValueError:
         values = ()
-    if len(values) != count:
-        raise UsageError(f"{option} {text!r}: expected {count} comma-separated numbers")
+    if len(values) != count or not all(math.isfinite(v) for v in values if kind is float):
+        raise UsageError(f"{option} {text!r}: expected {count} comma-separated finite numbers")
     return values
 
 
@@ -246,8 +251,7 @@ def synth(
 
     Deterministic per seed; re-running resumes. stdout: the corpus root.
     """
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {workers}")
+    _check_workers(workers)
     params: dict = {
         "movies": movies,
         "shots_per_movie": shots_per_movie,
@@ -303,6 +307,7 @@ def puzzles(
 
     Re-running skips puzzles already written. stdout: the puzzle folder.
     """
+    _check_workers(workers)
     console = stderr()
     with ProgressBars(console, quiet, out.name or str(out)) as progress:
         on_puzzle = (lambda done, total: progress("puzzles", done, total)) if progress else None

@@ -6,6 +6,7 @@ The metrics live in ``scenecut.evaluate`` (numpy), imported when the command run
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -25,7 +26,7 @@ from scenecut.cli.options import (
 from scenecut.errors import UsageError
 from scenecut.files import atomic_write
 from scenecut.models.scorers import choose_model, load_scorer
-from scenecut.output.readers import load_result, read_truth
+from scenecut.output.readers import load_result, read_truth_seconds, truth_starts
 from scenecut.segment import SegmentOptions, segment
 
 
@@ -84,8 +85,8 @@ def eval_video(
     inference = inference_options(model, device, batch_size, precision, compile_net)
     options = SegmentOptions(detector=detector, inference=inference, threshold=threshold)
     options.check()
-    if tolerance <= 0:
-        raise UsageError(f"--tolerance must be positive, got {tolerance}")
+    if not math.isfinite(tolerance) or tolerance <= 0:
+        raise UsageError(f"--tolerance must be a positive number of seconds, got {tolerance}")
     if (data is None) == (video is None):
         raise UsageError("give either a VIDEO (with --truth) or --data ROOT, not both")
     if video is not None and truth is None:
@@ -100,6 +101,7 @@ def eval_video(
     if data is not None:
         _eval_split(console, data, split, options, output, overwrite, quiet)
         return
+    truth_seconds = read_truth_seconds(truth)  # a bad truth file fails before any decoding
     from scenecut.evaluate import (
         evaluate_video,
         pr_plot_png,
@@ -113,7 +115,7 @@ def eval_video(
     else:
         with ProgressBars(console, quiet, video.name) as progress:
             result = segment(video, options, progress=progress)
-    truth_s = read_truth(truth, result.video.fps)
+    truth_s = truth_starts(truth_seconds, result.video.fps)
     evaluation = evaluate_video(result, truth_s, tolerance)
     if pr_curve is not None:
         points = threshold_sweep(result, truth_s, tolerance)

@@ -79,6 +79,8 @@ class CorpusSpec:
             raise UsageError(f"movies {self.movies}: must be >= 1")
         if self.shots_per_movie < 1:
             raise UsageError(f"shots_per_movie {self.shots_per_movie}: must be >= 1")
+        if self.seed < 0:
+            raise UsageError(f"seed {self.seed}: must be >= 0")
         self.film_spec(0)  # FilmSpec checks the rest
 
     def film_spec(self, index: int):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 
 SOURCES_FILE = "scenecut-sources.json"  # ingest's record of which video file each id came from
+MAX_SHOT_SECONDS = 24 * 3600  # --min-shot-len: anything longer than a day means nothing more
 
 
 # --- ingesting our own videos ----------------------------------------------------------------
@@ -79,8 +81,8 @@ def ingest(
     entirely. ``scenes`` (a file, or a directory with one ``<stem>.*`` file per video) gives
     scene starts: our scenes JSON, a scene CSV, or one time per line (seconds or HH:MM:SS.mmm);
     each start labels the nearest shot gap 1. Labelled videos go into ``split`` (default
-    ``test``); unlabelled ones only into ``pretrain``. A video that fails is reported in the
-    result and the others still go in.
+    ``test``); unlabelled ones only into ``pretrain``. A scene list that cannot be read is refused
+    before any decoding; a video that fails is reported in the result and the others still go in.
     """
     root = Path(out)
     unique: dict[Path, Path] = {}  # the same file named twice is ingested once
@@ -90,11 +92,18 @@ def ingest(
     if not paths:
         raise UsageError("no videos given")
     check_detector(detector, detector_threshold)
+    if not math.isfinite(min_shot_seconds) or not 0 <= min_shot_seconds <= MAX_SHOT_SECONDS:
+        raise UsageError(
+            f"--min-shot-len must be a number of seconds from 0 to {MAX_SHOT_SECONDS}, "
+            f"got {min_shot_seconds}"
+        )
     if split is not None and split not in SPLITS:
         raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     if split is not None and scenes is None:
         raise UsageError("--split needs --scenes: only labelled videos go into train/val/test")
     scene_files = _scene_files(paths, scenes)
+    for scene_file in scene_files.values():
+        read_scene_starts(scene_file, 1)  # a damaged scene list fails before any decoding
     if root.exists() and not root.is_dir():
         raise UsageError(f"{root} is not a directory; choose another --out")
     root.mkdir(parents=True, exist_ok=True)

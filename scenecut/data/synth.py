@@ -25,6 +25,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import subprocess
 import tempfile
 import wave
@@ -66,6 +67,8 @@ FrameSink = Callable[[int, bytes], None]  # (frame index, raw yuv420p bytes of t
 
 
 PLACE_KINDS = ("procedural", "photos")
+MAX_SIDE = 4096  # a film's width or height: frames of 4K cinema, not gigabytes each
+MAX_FPS = 1000  # ffmpeg's rate parser gives up far above this
 
 
 @dataclass(frozen=True)
@@ -120,10 +123,14 @@ class FilmSpec:
 
     def check(self) -> None:
         """Raise ``UsageError`` for values that cannot make a film."""
-        if self.width < 16 or self.height < 16 or self.width % 2 or self.height % 2:
-            raise UsageError(f"film size {self.width}x{self.height}: use even sizes >= 16")
-        if self.fps <= 0:
-            raise UsageError(f"fps {self.fps}: must be positive")
+        if not (16 <= self.width <= MAX_SIDE and 16 <= self.height <= MAX_SIDE) or (
+            self.width % 2 or self.height % 2
+        ):
+            raise UsageError(
+                f"film size {self.width}x{self.height}: use even sizes from 16 to {MAX_SIDE}"
+            )
+        if not 0 < self.fps <= MAX_FPS:
+            raise UsageError(f"fps {self.fps}: must be positive, at most {MAX_FPS}")
         if self.seed < 0:
             raise UsageError(f"seed {self.seed}: must be >= 0")
         lo, hi = self.shots_per_scene
@@ -145,7 +152,8 @@ class FilmSpec:
         if not 0.0 <= self.revisit_rate <= 1.0:
             raise UsageError(f"revisit_rate {self.revisit_rate}: must be in [0, 1]")
         if self.transitions is not None:
-            if len(self.transitions) != 3 or min(self.transitions) < 0 or not any(self.transitions):
+            weights = self.transitions
+            if len(weights) != 3 or not all(0 <= w < math.inf for w in weights) or not any(weights):
                 raise UsageError(
                     f"transitions {self.transitions}: need three weights (cut, fade, dissolve)"
                     " >= 0, not all 0"
@@ -571,7 +579,8 @@ def make_film(
             proc.wait()
             raise
         if proc.wait() != 0:
-            tail = errors.read_text(errors="replace").strip()[-800:]
+            lines = [line.strip() for line in errors.read_text(errors="replace").splitlines()]
+            tail = "; ".join([line for line in lines if line][-3:])[-800:]  # one line of error
             raise OutputError(f"ffmpeg could not write {path}: {tail or 'no message'}")
     return truth
 

@@ -278,3 +278,5 @@ def test_cli_rejects_bad_numbers(tmp_path: Path) -> None:
     assert isinstance(res.exception, UsageError) and "--size" in str(res.exception)
     res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path), "--transitions", "1,1,-1"])
     assert isinstance(res.exception, UsageError)
+    with pytest.raises(UsageError, match="seed"):  # not numpy's ValueError
+        CorpusSpec(seed=-1)

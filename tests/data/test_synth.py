@@ -125,6 +125,12 @@ def test_bad_spec_is_refused() -> None:
         FilmSpec(width=161)
     with pytest.raises(UsageError, match="shot_frames"):
         FilmSpec(shot_frames=(10, 5))
+    # Library callers get the same refusals as the CLI: no gigabyte frames, no NaN weights.
+    with pytest.raises(UsageError, match="film size"):
+        FilmSpec(width=8192, height=16)
+    for weights in [(float("nan"), 1, 1), (1, float("inf"), 1)]:
+        with pytest.raises(UsageError, match="transitions"):
+            FilmSpec(transitions=weights)
 
 
 def test_bad_inputs(tmp_path: Path) -> None:

@@ -203,6 +203,64 @@ def test_report_command_needs_the_video(segmented, tmp_path):
     assert not (tmp_path / "gone.report.html").exists()
 
 
+def _damage(path: str, value):
+    """A change of a saved result setting ``data[a][b]...`` (``path`` ``"a.b.-1.c"``)."""
+    *parents, last = [int(k) if k.lstrip("-").isdigit() else k for k in path.split(".")]
+
+    def change(data):
+        for key in parents:
+            data = data[key]
+        data[last] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _damage("shots.1.start_frame", "abc"),
+        _damage("shots.0.start_frame", -50),
+        _damage("boundary_scores.0", float("nan")),
+        _damage("scenes.-1.last_shot", 99),
+        lambda data: data.update(shots=[], boundary_scores=[]),
+        _damage("settings.threshold", "x"),
+        _damage("video.frame_count", "many"),
+        _damage("video.frame_rate", float("inf")),
+        _damage("video.path", "a" * 5000),
+    ],
+    ids=[
+        "text-frame",
+        "negative-frame",
+        "nan-score",
+        "scene-of-missing-shots",
+        "no-shots",
+        "text-threshold",
+        "text-frame-count",
+        "infinite-frame-rate",
+        "path-too-long",
+    ],
+)
+def test_report_command_refuses_a_damaged_result(segmented, scenecut_exe, tmp_path, change):
+    """A damaged or wrong-shaped result is one line naming it and exit 1, never a bug (3) or a
+    report of nonsense; the video it names is there, so only the file's content is wrong."""
+    out, _ = segmented
+    data = json.loads((out / "small.scenes.json").read_text())
+    change(data)
+    damaged = tmp_path / "damaged.scenes.json"
+    damaged.write_text(json.dumps(data))
+    proc = subprocess.run(
+        [scenecut_exe, "report", str(damaged), "-o", str(tmp_path / "r.html")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1, proc.stderr
+    assert len(lines) == 1 and "damaged.scenes.json" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_report_without_video_link(small_film, tmp_path):
     result = segment(small_film.path)
     page = write_report(result, tmp_path / "r.html", video_href=None).read_text()
