@@ -68,7 +68,7 @@ def test_clips_are_frame_exact_in_every_container(long_gop_film, tmp_path, suffi
         clip = _grey(out / f"film-Scene-{scene['index'] + 1:03d}.mp4")
         start, end = scene["start_frame"], scene["end_frame"]
         assert len(clip) == end - start, (scene, len(clip))
-        errors = [float(np.abs(c - s).mean()) for c, s in zip(clip, frames[start:end])]
+        errors = [float(np.abs(c - s).mean()) for c, s in zip(clip, frames[start:end], strict=True)]
         assert max(errors) < 6, (scene["index"], max(errors))
 
 

@@ -40,7 +40,7 @@ def weights_import(
         Path,
         typer.Argument(
             help="An official checkpoint: BaSSL Lightning .ckpt (or its .tar.gz), ModelScope "
-            ".pt, SCRL .pth.tar, torchvision .pth."
+            ".pt, SCRL .pth.tar, torchvision .pth; or a scenecut .safetensors file."
         ),
     ],
     name: Annotated[str, typer.Option("--as", help="The name to use it by (--model NAME).")],

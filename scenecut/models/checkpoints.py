@@ -2,30 +2,36 @@
 
 Foreign ``.pt``/``.pth``/``.ckpt`` files (ModelScope, Kakao's Lightning, torchvision, SCRL) are
 read only with ``torch.load(weights_only=True)`` and checked key by key and shape by shape
-before use: nothing in a checkpoint is ever executed.
+before use: nothing in a checkpoint is ever executed. Every file is untrusted: the sizes it
+declares (configuration, safetensors header, zip or tar directory) are checked against the
+limits in ``config`` before anything is allocated, and any malformed file is an ``InputError``.
 """
 
 from __future__ import annotations
 
-import io
 import logging
+import math
 import pickle
 import re
-import tarfile
-import zipfile
+import tempfile
+import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
-from scenecut.errors import InputError
+from scenecut.errors import InputError, OutputError
 from scenecut.files import replacing
+from scenecut.models import archives
 from scenecut.models.bassl import BaSSL, additive_mask, build
 from scenecut.models.config import (
     ALL_PARTS,
+    MAX_PARAMETERS,
     METADATA_KEY,
     PARTS,
     CRNConfig,
     ModelConfig,
+    check_config,
     parts_for,
 )
 
@@ -46,12 +52,20 @@ def save(model: BaSSL, config: ModelConfig, path: str | Path) -> None:
 
 def save_state(state: dict[str, torch.Tensor], config: ModelConfig, path: str | Path) -> tuple:
     """Write a (possibly partial: encoder only) state dict like ``save``; returns its parts."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with replacing(path) as tmp:
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: config.to_json()})
+        try:
+            save_file(tensors, str(tmp), metadata={METADATA_KEY: config.to_json()})
+        except SafetensorError as error:  # its I/O errors (disk full, file too large) included
+            reason = str(error).rpartition("I/O error: ")[2] or str(error)
+            raise OutputError(
+                f"cannot write {path} ({reason}); free some space or write elsewhere "
+                "(SCENECUT_HOME moves the weights cache)"
+            ) from None
     return tuple(p for p in ALL_PARTS if any(k.startswith(p + ".") for k in tensors))
 
 
@@ -71,41 +85,109 @@ def load(path: str | Path, device: str = "cpu") -> tuple[BaSSL, ModelConfig]:
     """Rebuild a model from a scenecut safetensors file, or a complete foreign checkpoint."""
     path = Path(path)
     state, config = load_state(path)
-    if path.suffix != ".safetensors":
-        missing = [p for p in PARTS if not any(k.startswith(p + ".") for k in state)]
-        if missing:
-            raise InputError(
-                f"{path} holds no {', '.join(missing)} weights, so it cannot score boundaries; "
-                "use it to initialise training instead"
-            )
-    model = build(config)
-    _check(state, config, parts_for(config), str(path))
-    model.load_state_dict(state, strict=True)
+    missing = [p for p in parts_for(config) if not any(k.startswith(p + ".") for k in state)]
+    if missing:
+        raise InputError(
+            f"{path} holds no {', '.join(missing)} weights, so it cannot score boundaries; "
+            "use it to initialise training instead"
+        )
+    model = build(config)  # keys, shapes, dtypes and the model's size were checked first
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:  # pragma: no cover - the checks above are meant to catch it
+        raise InputError(f"{path} does not load: {archives.reason(error)}") from None
     return model.to(device).eval(), config
 
 
 def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
     """The tensors and configuration of a checkpoint, complete or not: a scenecut safetensors
-    file, or a foreign checkpoint converted by ``import_checkpoint``."""
+    file, or a foreign checkpoint converted by ``import_checkpoint``. Each part present
+    (``shot_encoder``, ``crn``, ...) is complete and exactly the shape its configuration says."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model file {path} does not exist")
     if path.suffix != ".safetensors":
         return import_checkpoint(path)
+    state, config, _ = _read_safetensors(path, tensors=True)
+    return state, config
+
+
+MAX_HEADER = 16 << 20  # a safetensors header: ~40 KB for BaSSL's 400 tensors
+
+
+def _read_safetensors(
+    path: Path, tensors: bool
+) -> tuple[dict[str, torch.Tensor], ModelConfig, tuple[str, ...]]:
+    """Check the header (its size, the configuration, every tensor's name, shape and dtype)
+    before reading any tensor; with ``tensors=False`` stop there (the dict is then empty).
+    Also returns the parts the file holds."""
     from safetensors import SafetensorError, safe_open
 
+    with path.open("rb") as f:
+        head = f.read(8)
+    length = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if not 0 < length <= min(MAX_HEADER, path.stat().st_size - 8):
+        raise InputError(f"{path} is not a readable safetensors file (bad header size)")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            if METADATA_KEY not in metadata:
+                raise InputError(
+                    f"{path} has no scenecut model configuration in its metadata; "
+                    "import foreign weights with `scenecut weights import` first"
+                )
+            config = _config(metadata[METADATA_KEY], path)
+            names = list(f.keys())
+            declared = {}
+            for name in names:
+                piece = f.get_slice(name)
+                declared[name] = (tuple(piece.get_shape()), _ST_KINDS.get(piece.get_dtype()))
+            parts = _parts_in(names, path)
+            _check(declared, config, parts, str(path))
+            state = {name: f.get_tensor(name) for name in names} if tensors else {}
     except (SafetensorError, OSError) as error:
-        raise InputError(f"{path} is not a readable safetensors file ({error})") from error
-    if METADATA_KEY not in metadata:
         raise InputError(
-            f"{path} has no scenecut model configuration in its metadata; "
-            "import foreign weights with import_checkpoint first"
-        )
-    return state, ModelConfig.from_json(metadata[METADATA_KEY])
+            f"{path} is not a readable safetensors file ({archives.reason(error)})"
+        ) from None
+    return state, config, parts
+
+
+def _config(text: object, path: Path) -> ModelConfig:
+    if not isinstance(text, str):
+        raise InputError(f"{path}: its model configuration is not text")
+    try:
+        return ModelConfig.from_json(text)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+
+
+def _parts_in(names, path: Path | str) -> tuple[str, ...]:
+    parts = tuple(p for p in ALL_PARTS if any(n.startswith(p + ".") for n in names))
+    if not parts:
+        raise InputError(f"{path} holds none of {', '.join(ALL_PARTS)}: not scenecut weights")
+    return parts
+
+
+def check_file(
+    path: str | Path, encoder: str | None = None, parts: tuple[str, ...] | None = None
+) -> ModelConfig:
+    """Raise ``InputError`` unless ``path`` holds a usable checkpoint: readable, each part it
+    holds complete, ``parts`` (default: all a model needs to score boundaries) present, and
+    the shot encoder ``encoder`` when given. Reads only the header of a safetensors file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file {path} does not exist")
+    if path.suffix == ".safetensors":
+        _, config, present = _read_safetensors(path, tensors=False)
+    else:
+        state, config, _ = convert_checkpoint(read_checkpoint(path), str(path))
+        present = _parts_in(list(state), path)
+    missing = [p for p in (parts_for(config) if parts is None else parts) if p not in present]
+    if missing:
+        raise InputError(f"{path} holds no {', '.join(missing)} weights")
+    if encoder is not None and config.encoder != encoder:
+        raise InputError(f"{path} holds a {config.encoder} shot encoder, not {encoder}")
+    return config
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,11 +210,11 @@ class _Inert:
         self.state = state
 
 
-def _torch_load(data: io.BytesIO, what: str) -> object:
+def _torch_load(source: Path | BinaryIO, what: str, mmap: bool = False) -> object:
     try:
-        return torch.load(data, map_location="cpu", weights_only=True)
+        return _load_data(source, what, mmap)
     except pickle.UnpicklingError as error:
-        listed = _unsafe_globals(data)  # every global, in zip files; else the first one
+        listed = _unsafe_globals(source)  # every global, in zip files; else the first one
         names = listed or re.findall(r"GLOBAL ([\w.]+)", str(error))
         if not names:  # not a pickle problem: a corrupt or foreign file
             raise InputError(f"{what} is not a readable PyTorch checkpoint") from None
@@ -145,47 +227,46 @@ def _torch_load(data: io.BytesIO, what: str) -> object:
                 "re-save the state dict alone or convert it to safetensors"
             ) from None
         stubs = [(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in names]
-        data.seek(0)
         try:
             with torch.serialization.safe_globals(stubs):
-                return torch.load(data, map_location="cpu", weights_only=True)
+                return _load_data(source, what, mmap)
         except pickle.UnpicklingError as again:
             raise InputError(
                 f"refusing to load {what}: its training-framework objects ({', '.join(names)}) "
                 f"need more than plain data to rebuild ({str(again).splitlines()[0]}); "
                 "re-save ckpt['state_dict'] alone"
             ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        raise InputError(f"{what} is not a readable PyTorch checkpoint ({error})") from error
 
 
-def _unsafe_globals(data: io.BytesIO) -> list[str]:
-    data.seek(0)
+def _load_data(source: Path | BinaryIO, what: str, mmap: bool) -> object:
+    """``torch.load`` as data only. A malformed pickle makes torch's reader raise almost
+    anything (IndexError, KeyError, struct.error, EOFError...): all of it means the file is
+    not a checkpoint, except the refusal of a global, which the caller explains."""
+    if not isinstance(source, Path):
+        source.seek(0)
     try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(data))
+        with warnings.catch_warnings():  # torch's notes on odd pickles are not for our users
+            warnings.simplefilter("ignore")
+            return torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError:
+        raise
+    except MemoryError:
+        raise InputError(
+            f"{what} asks for more memory than there is; not a usable checkpoint"
+        ) from None
+    except Exception as error:
+        raise InputError(
+            f"{what} is not a readable PyTorch checkpoint ({archives.reason(error)})"
+        ) from None
+
+
+def _unsafe_globals(source: Path | BinaryIO) -> list[str]:
+    if not isinstance(source, Path):
+        source.seek(0)
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(source))
     except Exception:  # legacy (non-zip) files cannot be listed: refuse them like the rest
         return []
-    finally:
-        data.seek(0)
-
-
-def _read_bytes(path: Path) -> io.BytesIO:
-    """The checkpoint bytes, from the file itself or the one checkpoint inside a tar archive."""
-    if not zipfile.is_zipfile(path) and tarfile.is_tarfile(path):
-        with tarfile.open(path) as archive:
-            members = [m for m in archive.getmembers() if m.isfile()]
-            wanted = [m for m in members if m.name.endswith("model-v1.ckpt")] or [
-                m for m in members if m.name.endswith((".ckpt", ".pt", ".pth"))
-            ]
-            if len(wanted) != 1:
-                names = ", ".join(m.name for m in wanted) or "none"
-                raise InputError(
-                    f"{path} should hold exactly one model-v1.ckpt (or .ckpt/.pt/.pth) file; "
-                    f"found: {names}"
-                )
-            log.debug("reading %s from %s", wanted[0].name, path)
-            return io.BytesIO(archive.extractfile(wanted[0]).read())
-    return io.BytesIO(path.read_bytes())
 
 
 def detect_source(obj: object) -> str:
@@ -194,18 +275,17 @@ def detect_source(obj: object) -> str:
         raise InputError(f"expected a dict of tensors, got {type(obj).__name__}")
     wrapped = isinstance(obj.get("state_dict"), dict)
     keys = list(obj["state_dict"] if wrapped else obj)
-    if any(str(k).startswith("module.encoder_q.") for k in keys):
+    _names_only(keys)
+    if any(k.startswith("module.encoder_q.") for k in keys):
         return "scrl"
-    if any(str(k).startswith(("shot_encoder.", "crn.")) for k in keys):
+    if any(k.startswith(("shot_encoder.", "crn.")) for k in keys):
         lightning = wrapped and ("epoch" in obj or "pytorch-lightning_version" in obj)
         return (
-            "lightning"
-            if lightning or any(str(k).startswith("loss.") for k in keys)
-            else ("modelscope")
+            "lightning" if lightning or any(k.startswith("loss.") for k in keys) else "modelscope"
         )
     if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
         return "torchvision"
-    shown = ", ".join(map(str, keys[:8]))
+    shown = ", ".join(k[:60] for k in keys[:8])
     raise InputError(
         f"unrecognised checkpoint layout (first keys: {shown}); expected a ModelScope BaSSL "
         "pytorch_model.pt, a Kakao BaSSL model-v1.ckpt, a torchvision ResNet-50 .pth or an "
@@ -213,15 +293,26 @@ def detect_source(obj: object) -> str:
     )
 
 
+def _names_only(keys: list) -> None:
+    odd = [k for k in keys if not isinstance(k, str)]
+    if odd:
+        raise InputError(f"checkpoint keys must be names; found {type(odd[0]).__name__} keys")
+
+
 def convert_state_dict(sd: dict, source: str) -> dict[str, torch.Tensor]:
     """Rename a foreign state dict into our keys (``shot_encoder.*``, ``crn.*``, ``head_sbd.*``).
 
     ``sd`` is the flat state dict; for "lightning" and "scrl" the wrapping dict is accepted too.
+    Every value kept must be a tensor, and all of them together no bigger than the largest
+    model scenecut builds (a tensor may declare a huge shape over a tiny storage).
     """
     if source not in SOURCES:
         raise InputError(f"unknown checkpoint source {source!r}; known: {', '.join(SOURCES)}")
+    if not isinstance(sd, dict):
+        raise InputError(f"expected a dict of tensors, got {type(sd).__name__}")
     if source in ("lightning", "scrl") and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
+    _names_only(list(sd))
     if source in ("modelscope", "lightning"):
         # Lightning pre-training files also hold the pretext heads (loss.head_*): not ours.
         keep = ("shot_encoder.", "crn.", "head_sbd.")
@@ -237,29 +328,51 @@ def convert_state_dict(sd: dict, source: str) -> dict[str, torch.Tensor]:
         }
         if not out:
             raise InputError("no module.encoder_q.* weights in this SCRL checkpoint")
+    total = 0
     for key, value in out.items():
         if not isinstance(value, torch.Tensor):
             raise InputError(f"checkpoint entry {key} is a {type(value).__name__}, not a tensor")
+        if _kind(value.dtype) not in ("float", "int"):
+            raise InputError(f"checkpoint entry {key} holds {value.dtype} values, not numbers")
+        total += value.numel()
+        if total > MAX_PARAMETERS:
+            raise InputError(
+                f"the checkpoint's tensors declare more than {MAX_PARAMETERS:,} values; "
+                "no scenecut model is that large"
+            )
     return {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
+
+
+def _dims(sd: dict[str, torch.Tensor], key: str, dims: int) -> tuple[int, ...] | None:
+    value = sd.get(key)
+    if value is None:
+        return None
+    if value.dim() != dims:
+        raise InputError(f"{key} has shape {list(value.shape)}; expected {dims} dimensions")
+    return tuple(value.shape)
 
 
 def infer_config(sd: dict[str, torch.Tensor], heads: int | None = None) -> ModelConfig:
     """The ``ModelConfig`` that a converted state dict implies (heads cannot be read from
-    weights: 8 for BaSSL's 768-d CRN unless ``heads`` says otherwise)."""
-    conv1 = sd.get("shot_encoder.conv1.weight")
+    weights: 8 for BaSSL's 768-d CRN unless ``heads`` says otherwise). The shapes it is read
+    from are checked, and the result is within ``config``'s limits."""
+    conv1 = _dims(sd, "shot_encoder.conv1.weight", 4)
     if "shot_encoder.layer1.0.conv1.weight" in sd or conv1 is None:
-        encoder = "resnet50-9ch" if conv1 is not None and conv1.shape[1] == 9 else "resnet50"
+        encoder = "resnet50-9ch" if conv1 is not None and conv1[1] == 9 else "resnet50"
         input_dim = 2048
     else:
         encoder = "tiny"
-        input_dim = sd["shot_encoder.conv2.weight"].shape[0]
+        conv2 = _dims(sd, "shot_encoder.conv2.weight", 4)
+        if conv2 is None:
+            raise InputError("unrecognised shot encoder: conv1 without layer1 or conv2")
+        input_dim = conv2[0]
     crn = CRNConfig(input_dim=input_dim)
-    proj = sd.get("crn.shot_embedding.shot_embedding.weight")
+    proj = _dims(sd, "crn.shot_embedding.shot_embedding.weight", 2)
     if proj is not None:
-        hidden, input_dim = proj.shape
+        hidden, input_dim = proj
         layers = {k.split(".")[3] for k in sd if k.startswith("crn.encoder.layer.")}
-        inter = sd.get("crn.encoder.layer.0.intermediate.dense.weight")
-        positions = sd.get("crn.shot_embedding.position_embedding.weight")
+        inter = _dims(sd, "crn.encoder.layer.0.intermediate.dense.weight", 2)
+        positions = _dims(sd, "crn.shot_embedding.position_embedding.weight", 2)
         if heads is None:
             heads = 8 if hidden % 8 == 0 else 1
         crn = CRNConfig(
@@ -267,30 +380,74 @@ def infer_config(sd: dict[str, torch.Tensor], heads: int | None = None) -> Model
             hidden_size=hidden,
             num_hidden_layers=len(layers),
             num_attention_heads=heads,
-            intermediate_size=inter.shape[0] if inter is not None else 4 * hidden,
-            neighbor_size=(positions.shape[0] - 2) // 2 if positions is not None else 8,
+            intermediate_size=inter[0] if inter is not None else 4 * hidden,
+            neighbor_size=(positions[0] - 2) // 2 if positions is not None else 8,
         )
     resize = 224 if encoder == "resnet50-9ch" else 256  # SCRL extracts at Resize(224)
-    return ModelConfig(encoder=encoder, crn=crn, resize=resize)
+    config = ModelConfig(encoder=encoder, crn=crn, resize=resize)
+    check_config(config)
+    return config
 
 
-def _expected(config: ModelConfig) -> dict[str, torch.Size]:
+# safetensors dtype names -> the kind of number (bool and anything else: refused)
+_ST_KINDS = {
+    **{d: "float" for d in ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")},
+    **{d: "int" for d in ("I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8")},
+}
+
+
+def _kind(dtype: torch.dtype) -> str | None:
+    if dtype.is_complex or dtype == torch.bool:
+        return None
+    return "float" if dtype.is_floating_point else "int"
+
+
+def _expected(config: ModelConfig) -> dict[str, tuple[tuple[int, ...], str | None]]:
+    """Every tensor of the model ``config`` describes: shape and kind, built on the meta
+    device (nothing allocated); a model over ``MAX_PARAMETERS`` values is refused."""
     with torch.device("meta"):
-        return {k: v.shape for k, v in build(config).state_dict().items()}
+        model = build(config)
+    expected = {k: (tuple(v.shape), _kind(v.dtype)) for k, v in model.state_dict().items()}
+    count = sum(math.prod(shape) for shape, _ in expected.values())
+    if count > MAX_PARAMETERS:
+        raise InputError(
+            f"its configuration describes a model of {count:,} values; scenecut refuses more "
+            f"than {MAX_PARAMETERS:,}"
+        )
+    return expected
 
 
 def _check(state: dict, config: ModelConfig, parts: tuple[str, ...], what: str) -> None:
-    """Refuse ``state`` unless, for each of ``parts``, its keys and shapes are exactly ours."""
-    expected = {k: s for k, s in _expected(config).items() if k.split(".")[0] in parts}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
+    """Refuse ``state`` unless, for each of ``parts``, its keys, shapes and kinds of number are
+    exactly ours. ``state`` maps names to tensors or to declared ``(shape, kind)`` pairs."""
+    try:
+        full = _expected(config)
+    except InputError as error:
+        raise InputError(f"{what}: {error}") from None
+    expected = {k: v for k, v in full.items() if k.split(".")[0] in parts}
+    declared = {
+        k: (tuple(v.shape), _kind(v.dtype)) if isinstance(v, torch.Tensor) else v
+        for k, v in state.items()
+    }
+    missing = [k for k in expected if k not in declared]
+    unexpected = [k for k in declared if k not in expected]
     shapes = [
-        f"{k} {list(state[k].shape)} (expected {list(s)})"
-        for k, s in expected.items()
-        if k in state and state[k].shape != s
+        f"{k} {list(declared[k][0])} (expected {list(s)})"
+        for k, (s, _) in expected.items()
+        if k in declared and declared[k][0] != s
+    ]
+    kinds = [
+        f"{k} {declared[k][1] or 'non-numeric'} (expected {kind})"
+        for k, (_, kind) in expected.items()
+        if k in declared and declared[k][1] != kind
     ]
     problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+    for label, items in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", shapes),
+        ("wrong dtype", kinds),
+    ):
         if items:
             more = f" ... and {len(items) - 10} more" if len(items) > 10 else ""
             problems.append(f"{label} ({len(items)}): {', '.join(items[:10])}{more}")
@@ -312,11 +469,60 @@ def _fill_buffers(state: dict, config: ModelConfig) -> None:
 
 
 def read_checkpoint(path: str | Path) -> object:
-    """Load a foreign checkpoint file as plain data (``weights_only``; never runs its code)."""
+    """Load a foreign checkpoint file as plain data (``weights_only``; never runs its code).
+
+    A zip checkpoint's directory is checked first and the file memory-mapped; the one
+    checkpoint in a tar archive is streamed to a temporary file (never whole into memory)
+    after the archive's headers are checked.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist")
-    return _torch_load(_read_bytes(path), str(path))
+    what = str(path)
+    if archives.is_zip(path):
+        stored = archives.check_zip(path, path.stat().st_size, what)
+        return _torch_load(path, what, mmap=stored)
+    if not archives.is_tar(path):
+        return _torch_load(path, what)
+    try:
+        with tempfile.TemporaryFile(prefix="scenecut-") as tmp:
+            name = archives.extract_checkpoint(path, tmp, what, f"a temporary copy of {what}")
+            log.debug("reading %s from %s", name, path)
+            inner = f"{name} in {what}"
+            size = tmp.seek(0, 2)
+            if archives.is_zip(tmp):
+                archives.check_zip(tmp, size, inner)
+            return _torch_load(tmp, inner)
+    except OSError as error:  # the temporary file cannot be created
+        raise OutputError(
+            f"cannot unpack {what} into the temporary folder ({error.strerror or error}); "
+            "set TMPDIR to a folder with space"
+        ) from None
+
+
+def read_any(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig, str]:
+    """What ``weights import`` reads: a scenecut safetensors file (its configuration kept, so
+    checked like ``load_state``), else a foreign checkpoint (``convert_checkpoint``). Returns
+    the state, the configuration and where it came from (``"scenecut"`` or a ``SOURCES``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors" and _has_config(path):
+        state, config, _ = _read_safetensors(path, tensors=True)
+        return state, config, "scenecut"
+    return convert_checkpoint(read_checkpoint(path), str(path))
+
+
+def _has_config(path: Path) -> bool:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with path.open("rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+        if not 0 < length <= MAX_HEADER:
+            return False
+        with safe_open(str(path), framework="pt") as f:
+            return METADATA_KEY in (f.metadata() or {})
+    except (SafetensorError, OSError):
+        return False
 
 
 def import_checkpoint(
@@ -336,14 +542,15 @@ def convert_checkpoint(
     obj: object, what: str, source: str | None = None, config: ModelConfig | None = None
 ) -> tuple[dict[str, torch.Tensor], ModelConfig, str]:
     """``import_checkpoint`` on an already loaded object; also returns the detected source."""
-    source = source or detect_source(obj)
+    try:
+        source = source or detect_source(obj)
+        state = convert_state_dict(obj, source)
+        config = config or infer_config(state)
+    except InputError as error:
+        raise InputError(f"{what}: {error}") from None
     log.info("%s: %s checkpoint", what, source)
-    if source == "scrl":
-        conv1 = obj.get("state_dict", obj).get("module.encoder_q.conv1.weight")
-        if conv1 is not None and conv1.shape[1] == 9:
-            log.info("SCRL early-fusion encoder: importing as resnet50-9ch (not BaSSL's encoder)")
-    state = convert_state_dict(obj, source)
-    config = config or infer_config(state)
+    if source == "scrl" and config.encoder == "resnet50-9ch":
+        log.info("SCRL early-fusion encoder: importing as resnet50-9ch (not BaSSL's encoder)")
     _fill_buffers(state, config)
     parts = tuple(p for p in PARTS if any(k.startswith(p + ".") for k in state))
     required = PARTS if source == "modelscope" else ("shot_encoder",)
@@ -355,5 +562,7 @@ def convert_checkpoint(
         try:
             getattr(probe, part).load_state_dict(sub, strict=True, assign=True)
         except RuntimeError as error:
-            raise InputError(f"{what} ({source}): {part} does not load: {error}") from error
+            raise InputError(
+                f"{what} ({source}): {part} does not load: {archives.reason(error)}"
+            ) from None
     return state, config, source

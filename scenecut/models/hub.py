@@ -3,9 +3,12 @@
 The registry below is the one source of truth; ``weights/README.md`` is generated from it
 (``python -m scenecut.models > weights/README.md``) and a test keeps the two in step.
 
-Downloads stream to ``<file>.part`` (resumed with an HTTP Range request), are checked for size
-and sha256 in chunks, and only then move into place with ``os.replace``, so the cache never holds
-a half-written checkpoint under its final name. Nothing is fetched at import time.
+Downloads stream to ``<file>.part`` in small reads (resumed with an HTTP Range request; a
+server that stalls for ``$SCENECUT_DOWNLOAD_TIMEOUT`` seconds, default 30, or trickles slower
+than 1 KiB/s over that long, is given up on and the bytes received are kept for the next
+try), are checked for size and sha256 in chunks, must load as the checkpoint the record
+describes, and only then move into place with ``os.replace``, so the cache never holds a
+half-written or wrong file under its final name. Nothing is fetched at import time.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ import logging
 import os
 import re
 import shutil
-import tarfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from scenecut.errors import ScenecutError
-from scenecut.models.config import IMAGENET_MEAN, IMAGENET_STD
+from scenecut.errors import InputError, OutputError, ScenecutError, UsageError
+from scenecut.models import archives
+from scenecut.models.config import IMAGENET_MEAN, IMAGENET_STD, PARTS
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +40,11 @@ OFFLINE_HINT = (
 )
 
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # bytes per read: progress moves, and a stall loses nothing already received
+_HASH_CHUNK = 1 << 20
 _ATTEMPTS = 3  # connections per download() call; a dropped one is resumed with a Range request
-_TIMEOUT_S = 30
+_TIMEOUT_S = 30.0  # default stall deadline, in seconds ($SCENECUT_DOWNLOAD_TIMEOUT)
+_MIN_RATE = 1024  # bytes/s: slower than this over a whole stall deadline counts as a stall
 
 
 class WeightsError(ScenecutError):
@@ -309,20 +315,35 @@ def imported_names() -> list[str]:
 
 def boundary_models() -> list[tuple[str, Path]]:
     """Installed checkpoints that can score boundaries, best first: pulled fine-tuned records
-    (in registry order), then imported models that carry a boundary head."""
-    found = [
+    (in registry order), then imported models that carry a boundary head. One that does not
+    load (damaged, or a bad file left by an older version) is skipped with a warning."""
+    candidates = [
         (r.name, installed_path(r))
         for r in REGISTRY.values()
         if r.kind == "finetuned" and is_installed(r)
     ]
     names = imported_names()
-    if names:
-        from scenecut.models.checkpoints import checkpoint_parts
+    if not candidates and not names:
+        return []
+    from scenecut.models.checkpoints import check_file, checkpoint_parts
 
-        for name in names:
-            path = imported_path(name)
-            if "head_sbd" in checkpoint_parts(path):
-                found.append((name, path))
+    candidates += [(n, imported_path(n)) for n in names]
+    found = []
+    for name, path in candidates:
+        parts = checkpoint_parts(path) if name in names else PARTS
+        if parts and "head_sbd" not in parts:
+            continue  # an imported encoder, for training; no parts at all: broken, said below
+        try:
+            check_file(path)
+        except ScenecutError as exc:
+            again = (
+                f"pull {name} --force"
+                if name in REGISTRY
+                else f"import FILE --as {name} --overwrite"
+            )
+            log.warning("skipping %s: %s (`scenecut weights %s` replaces it)", name, exc, again)
+            continue
+        found.append((name, path))
     return found
 
 
@@ -353,7 +374,7 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 class ImportedWeights:
     name: str
     path: Path
-    source: str  # the format it came from: modelscope, lightning, torchvision, scrl
+    source: str  # the format it came from: scenecut, modelscope, lightning, torchvision, scrl
     parts: tuple[str, ...]  # which of shot_encoder, crn, head_sbd it holds
     encoder: str
 
@@ -362,17 +383,42 @@ def import_weights(path: str | os.PathLike, name: str, overwrite: bool = False) 
     """Convert a foreign checkpoint into our safetensors format under ``name`` in the cache.
 
     The file is read as data only (``torch.load(weights_only=True)``), its keys mapped to ours
-    and checked tensor by tensor; a checkpoint that does not match is refused.
+    and checked tensor by tensor; a checkpoint that does not match is refused. A scenecut
+    safetensors file keeps its own configuration.
     """
     dest = imported_path(name)
     if dest.exists() and not overwrite:  # said before torch loads (seconds)
         raise WeightsError(f"imported weights {name!r} exist ({dest}); pass --overwrite")
-    from scenecut.models.checkpoints import convert_checkpoint, read_checkpoint, save_state
+    from scenecut.models.checkpoints import read_any, save_state
 
-    state, config, source = convert_checkpoint(read_checkpoint(path), str(path))
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    state, config, source = read_any(path)
+    _make_dir(dest.parent)
     parts = save_state(state, config, dest)
     return ImportedWeights(name, dest, source, parts, config.encoder)
+
+
+def _make_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create {folder} ({exc.strerror or exc}); "
+            "set SCENECUT_HOME to a writable folder"
+        ) from None
+
+
+def download_timeout() -> float:
+    """Seconds without data (or below 1 KiB/s) before a download counts as stalled."""
+    text = os.environ.get("SCENECUT_DOWNLOAD_TIMEOUT", "")
+    if not text:
+        return _TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1e6:
+        raise UsageError(f"SCENECUT_DOWNLOAD_TIMEOUT={text!r} is not a number of seconds above 0")
+    return value
 
 
 def download(
@@ -380,9 +426,11 @@ def download(
 ) -> Path:
     """Fetch, check and install ``record``; return the checkpoint's path.
 
-    Already installed (and matching its sha256 when one is known) -> returned at once unless
-    ``force``. A ``.part`` left by an interrupted download is resumed. ``progress(done, total)``
-    gets byte counts; ``total`` is None when neither the record nor the server gives a size.
+    Already installed (matching its sha256 when one is known, and loading) -> returned at once
+    unless ``force``. A ``.part`` left by an interrupted download is resumed.
+    ``progress(done, total)`` gets byte counts after every read; ``total`` is None when neither
+    the record nor the server gives a size. Nothing is installed unless it loads as the
+    checkpoint the record describes (its kind of model and parts).
     """
     dest = installed_path(record)
     if not force and dest.is_file() and _still_valid(record, dest):
@@ -393,7 +441,7 @@ def download(
             "and pass the file's path instead of the name"
         )
     folder = weights_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_dir(folder)
     part = folder / (record.filename + ".part")
     if force:
         part.unlink(missing_ok=True)
@@ -403,8 +451,13 @@ def download(
         _extract(record, part, digest)
         part.unlink()
     else:
+        _verify(record, part, part)
         os.replace(part, dest)
     return dest
+
+
+class _Interrupted(Exception):
+    """The connection ended or stalled before the whole file came: retried, then reported."""
 
 
 def _fetch(record: WeightRecord, part: Path, progress: Progress | None) -> None:
@@ -416,6 +469,8 @@ def _fetch(record: WeightRecord, part: Path, progress: Progress | None) -> None:
 
     url = record.url
     assert url is not None
+    timeout = download_timeout()
+    announced: int | None = None  # the file's size as the server first gave it
     for attempt in range(1, _ATTEMPTS + 1):
         offset = part.stat().st_size if part.exists() else 0
         if record.size is not None and offset >= record.size:
@@ -427,7 +482,7 @@ def _fetch(record: WeightRecord, part: Path, progress: Progress | None) -> None:
         if offset:
             request.add_header("Range", f"bytes={offset}-")
         try:
-            with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 if offset and response.status != 206:
                     log.info("%s ignored the Range request; downloading from the start", url)
                     offset = 0
@@ -435,17 +490,23 @@ def _fetch(record: WeightRecord, part: Path, progress: Progress | None) -> None:
                     log.info("%s answered an unexpected Content-Range; restarting", url)
                     part.unlink()
                     continue
+                size = _range_total(response.headers) if offset else None
                 length = response.headers.get("Content-Length")
-                total = record.size or (int(length) + offset if length else None)
-                _copy(response, part, offset, total, progress)
-            if total is not None and part.stat().st_size < total:
-                raise HTTPException(f"connection closed at byte {part.stat().st_size} of {total}")
+                if size is None and length and length.isdigit():
+                    size = int(length) + offset
+                announced = _consistent(record, part, announced, size)
+                total = record.size or announced
+                _copy(response, part, offset, total, progress, timeout)
+            got = part.stat().st_size
+            if total is not None and got < total:
+                raise _Interrupted(f"connection closed at byte {got} of {total}")
             return
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and offset:
                 # Range not satisfiable: the .part is complete or bigger than the file.
                 full = _range_total(exc.headers)
                 if full is not None and full == offset:
+                    _consistent(record, part, announced, full)
                     return
                 part.unlink()
                 continue
@@ -455,7 +516,7 @@ def _fetch(record: WeightRecord, part: Path, progress: Progress | None) -> None:
             ) from None
         except urllib.error.URLError as exc:
             raise DownloadError(f"cannot reach {url} ({exc.reason}); {OFFLINE_HINT}") from None
-        except (HTTPException, OSError) as exc:
+        except (_Interrupted, HTTPException, OSError) as exc:
             got = part.stat().st_size if part.exists() else 0
             log.warning("download of %s interrupted at %d bytes (%s)", record.name, got, exc)
             if attempt == _ATTEMPTS:
@@ -463,18 +524,75 @@ def _fetch(record: WeightRecord, part: Path, progress: Progress | None) -> None:
                     f"download of {url} kept failing ({exc}); {got} bytes are kept in {part} "
                     f"and the next `scenecut weights pull {record.name}` resumes. {OFFLINE_HINT}"
                 ) from None
+    # Every attempt had to start again (the server refused each resume): nothing was kept.
+    raise DownloadError(
+        f"{url} answered {_ATTEMPTS} resume requests with something else than the rest of the "
+        "file; try again later"
+    )
 
 
-def _copy(response, part: Path, offset: int, total: int | None, progress: Progress | None):
+def _consistent(
+    record: WeightRecord, part: Path, announced: int | None, size: int | None
+) -> int | None:
+    """The file's size once the server has given it; a server that changes its mind (a body
+    shorter than its first Content-Length, then "the file ends here") is not believed."""
+    if size is None or announced is None or size == announced:
+        return announced if size is None else size
+    part.unlink(missing_ok=True)
+    raise DownloadError(
+        f"{record.url} first announced {announced} bytes, then {size}: the file is incomplete "
+        "or changed on the server; the download was deleted, try again later"
+    )
+
+
+def _copy(
+    response,
+    part: Path,
+    offset: int,
+    total: int | None,
+    progress: Progress | None,
+    timeout: float,
+) -> None:
+    """Append the body to ``part`` one small read at a time (``read1``: whatever has arrived),
+    so progress moves and a stall keeps every byte received; a stall raises ``_Interrupted``."""
     done = offset
     if progress:
         progress(done, total)
-    with part.open("ab" if offset else "wb") as out:
-        while chunk := response.read(_CHUNK):
-            out.write(chunk)
+    window, window_done = time.monotonic(), done
+    try:
+        out = part.open("ab" if offset else "wb")
+    except OSError as exc:
+        raise _write_error(part, exc) from None
+    with out:
+        while True:
+            try:
+                chunk = response.read1(_CHUNK)
+            except TimeoutError:
+                raise _Interrupted(f"stalled: no data for {timeout:g} s") from None
+            if not chunk:
+                return
+            try:
+                out.write(chunk)
+                out.flush()
+            except OSError as exc:
+                raise _write_error(part, exc) from None
             done += len(chunk)
             if progress:
                 progress(done, total)
+            now = time.monotonic()
+            if now - window >= timeout:
+                if done - window_done < _MIN_RATE * (now - window):
+                    raise _Interrupted(
+                        f"stalled: {done - window_done} bytes in {now - window:.0f} s"
+                    )
+                window, window_done = now, done
+
+
+def _write_error(path: Path, exc: OSError) -> DownloadError:
+    return DownloadError(
+        f"cannot write {path} ({exc.strerror or exc}); free some space or set SCENECUT_HOME to "
+        "another disk"
+    )
 
 
 def _range_starts_at(headers, offset: int) -> bool:
@@ -490,7 +608,7 @@ def _range_total(headers) -> int | None:
 def file_sha256(path: Path) -> str:
     sha = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
+        while chunk := f.read(_HASH_CHUNK):
             sha.update(chunk)
     return sha.hexdigest()
 
@@ -519,56 +637,104 @@ def _check(record: WeightRecord, part: Path) -> str:
     return digest
 
 
+# The shot encoder each registered architecture holds ("bassl-crn": BaSSL's ResNet-50 + CRN);
+# any other architecture names its encoder.
+_ENCODER_OF = {"bassl-crn": "resnet50"}
+_PARTS_OF = {"encoder": ("shot_encoder",), "pretrained": ("shot_encoder", "crn")}
+
+
+def _usable(record: WeightRecord, path: Path) -> None:
+    """Raise ``InputError`` unless ``path`` loads as the checkpoint ``record`` describes."""
+    from scenecut.models.checkpoints import check_file
+
+    encoder = _ENCODER_OF.get(record.architecture, record.architecture)
+    check_file(path, encoder=encoder, parts=_PARTS_OF.get(record.kind, PARTS))
+
+
+def _verify(record: WeightRecord, path: Path, download: Path) -> None:
+    """``_usable`` on a finished download; if not, delete ``download`` and raise."""
+    try:
+        _usable(record, path)
+    except InputError as exc:
+        download.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{record.url} did not give a usable {record.name} checkpoint ({exc}); the download "
+            "was deleted. If it persists the file changed upstream (or the server answers with a "
+            f"page instead of the file): get it by hand from {record.homepage or record.url}"
+        ) from None
+
+
 def _still_valid(record: WeightRecord, dest: Path) -> bool:
-    """Whether an installed checkpoint matches what the record says."""
+    """Whether an installed checkpoint matches what the record says, and loads."""
     if record.archive_member:
         # The tarball is gone after extraction; its hash was checked then and is kept beside it.
         stamp = dest.parent / ".sha256"
-        return not record.sha256 or (stamp.is_file() and stamp.read_text().strip() == record.sha256)
-    if record.size is not None and dest.stat().st_size != record.size:
+        if record.sha256 and not (stamp.is_file() and stamp.read_text().strip() == record.sha256):
+            return False
+    else:
+        if record.size is not None and dest.stat().st_size != record.size:
+            return False
+        expected, prefix = record.sha256, record.sha256_prefix
+        if expected or prefix:
+            digest = file_sha256(dest)
+            if not (digest == expected if expected else digest.startswith(prefix or "")):
+                return False
+    try:
+        _usable(record, dest)
+    except ScenecutError as exc:
+        log.warning("installed %s does not load (%s); downloading it again", record.name, exc)
         return False
-    expected, prefix = record.sha256, record.sha256_prefix
-    if expected or prefix:
-        digest = file_sha256(dest)
-        return digest == expected if expected else digest.startswith(prefix or "")
     return True
 
 
 def _extract(record: WeightRecord, archive: Path, digest: str) -> None:
-    """Unpack the checkpoint and its sibling files (config.json) into ``weights/<name>/``."""
+    """Unpack the checkpoint and its sibling files (config.json) into ``weights/<name>/``,
+    check that it loads, then move the folder into place. A damaged, truncated, unsafe or
+    oversized archive is deleted and nothing is installed."""
     member_path = record.archive_member or ""
     target = weights_dir() / record.name
     staging = weights_dir() / f"{record.name}.extracting"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            files = [m for m in tar.getmembers() if m.isfile()]
-            member = next((m for m in files if m.name.lstrip("./") == member_path), None)
-            if member is None:
-                base = Path(member_path).name
-                matches = [m for m in files if Path(m.name).name == base]
-                if len(matches) != 1:
-                    found = ", ".join(m.name for m in files[:10]) or "no files"
-                    raise DownloadError(
-                        f"{record.filename} holds no single {base} (found: {found}); "
-                        "the registry's archive path is wrong, please report it"
-                    )
-                member = matches[0]
-            parent = Path(member.name).parent
-            staging.mkdir(parents=True)
-            for m in files:
-                if Path(m.name).parent != parent:
-                    continue
-                source = tar.extractfile(m)
-                assert source is not None
-                with source, (staging / Path(m.name).name).open("wb") as out:
-                    shutil.copyfileobj(source, out, _CHUNK)
-        (staging / ".sha256").write_text(digest + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    except tarfile.TarError as exc:
-        archive.unlink()
-        raise DownloadError(f"{record.filename} is not a readable tar archive ({exc})") from None
+        try:
+            with archives.open_tar(archive, record.filename) as tar:
+                found = archives.members(tar, archive.stat().st_size, record.filename)
+                files = [m for m in found if m.isfile()]
+                member = next((m for m in files if m.name.lstrip("./") == member_path), None)
+                if member is None:
+                    base = Path(member_path).name
+                    matches = [m for m in files if Path(m.name).name == base]
+                    if len(matches) != 1:
+                        shown = ", ".join(m.name for m in files[:10]) or "no files"
+                        raise InputError(
+                            f"{record.filename} holds no single {base} (found: {shown}); "
+                            "the registry's archive path is wrong, please report it"
+                        )
+                    member = matches[0]
+                parent = Path(member.name).parent
+                _make_dir(staging)
+                for m in files:
+                    if Path(m.name).parent != parent:
+                        continue
+                    out_path = staging / Path(m.name).name
+                    try:
+                        out = out_path.open("wb")
+                    except OSError as exc:
+                        raise _write_error(out_path, exc) from None
+                    with out:
+                        archives.copy_member(tar, m, out, str(out_path))
+        except InputError as exc:
+            archive.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{exc}; the download was deleted, run `scenecut weights pull {record.name}` again"
+            ) from None
+        _verify(record, staging / Path(member.name).name, archive)
+        try:
+            (staging / ".sha256").write_text(digest + "\n")
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+        except OSError as exc:
+            raise _write_error(target, exc) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

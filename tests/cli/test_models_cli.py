@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -28,9 +30,11 @@ TINY = ModelConfig(
 )
 
 
-def _run(exe, *args, home):
+def _run(exe, *args, home, preexec_fn=None):
     env = {**os.environ, "SCENECUT_HOME": str(home)}
-    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, env=env, timeout=300, preexec_fn=preexec_fn
+    )
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +124,51 @@ def test_import_refuses_what_does_not_match(scenecut_exe, modelscope_file, tmp_p
     assert not (tmp_path / "weights" / "imported" / "bad.safetensors").exists()
 
 
+def _full_disk():
+    """In the child: no file may grow past 4 KB, as on a full disk (writes fail with EFBIG
+    instead of the process being killed by SIGXFSZ)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+def test_import_onto_a_full_disk_is_one_line(scenecut_exe, modelscope_file, tmp_path):
+    path, _ = modelscope_file
+    proc = _run(
+        scenecut_exe,
+        "weights",
+        "import",
+        str(path),
+        "--as",
+        "big",
+        home=tmp_path,
+        preexec_fn=_full_disk,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("error: cannot write") and "File too large" in proc.stderr
+    assert "this is a bug" not in proc.stderr
+    imported = tmp_path / "weights" / "imported"
+    assert list(imported.iterdir()) == []  # no partial file, under any name
+
+
 def test_auto_without_models_uses_classic_and_says_how_to_get_more(scenecut_exe, film, tmp_path):
     proc = _run(scenecut_exe, "segment", str(film.path), "-o", str(tmp_path / "o"), home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "model: classic" in proc.stderr and "weights pull" in proc.stderr
+
+
+def test_auto_skips_a_broken_pulled_model_with_one_warning(scenecut_exe, film, tmp_path):
+    """A login page saved under the ModelScope file's name (as older versions could install):
+    auto says so in one line and goes on with the next choice."""
+    broken = tmp_path / "weights" / "modelscope-bassl.pt"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"<html><body>Please sign in</body></html>")
+    proc = _run(scenecut_exe, "segment", str(film.path), "-o", str(tmp_path / "o"), home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, proc.stderr
+    assert "skipping modelscope-bassl" in warnings[0] and str(broken) in warnings[0]
+    assert "model: classic" in proc.stderr
 
 
 def test_effnet_stack_end_to_end(scenecut_exe, film, tmp_path):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import tarfile
 import threading
+import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,16 +18,48 @@ import pytest
 from typer.testing import CliRunner
 
 from scenecut.cli import app
-from scenecut.models import hub
+from scenecut.models import hub, scorers
+from scenecut.models.config import CRNConfig, ModelConfig
 
 runner = CliRunner()
-PAYLOAD = os.urandom(300_000)
+# Downloads must load as the checkpoint their record describes: a tiny BaSSL (ModelScope's
+# layout, a flat state dict in a .pt file) of about 400 KB.
+TINY = ModelConfig(
+    encoder="tiny",
+    crn=CRNConfig(
+        input_dim=16,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        intermediate_size=256,
+    ),
+    resize=64,
+    image_size=56,
+)
+
+
+def _checkpoint() -> bytes:
+    import torch
+
+    from scenecut.models import bassl
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.save(bassl.build(TINY).state_dict(), buffer)
+    return buffer.getvalue()
+
+
+PAYLOAD = _checkpoint()
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
+HTML = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>" + b" " * 320 + b"</html>"
 
 
 class Server:
     """Serves ``files``; records each request's Range header. Modes: drop the connection after
-    ``drop_after`` bytes for the first ``drops`` requests; ignore Range."""
+    ``drop_after`` bytes for the first ``drops`` requests; ignore Range; announce a
+    Content-Length other than the body's (``claims``); stall after ``stall_after`` bytes until
+    ``release`` is set; trickle ``trickle = (bytes, seconds)`` at a time for at most
+    ``trickle_for`` seconds."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
@@ -33,6 +67,11 @@ class Server:
         self.drop_after = 0
         self.drops = 0
         self.ignore_range = False
+        self.claims: dict[str, int] = {}
+        self.stall_after: int | None = None
+        self.trickle: tuple[int, float] | None = None
+        self.trickle_for = 4.0
+        self.release = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,15 +99,31 @@ class Server:
                 else:
                     self.send_response(200)
                 body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
+                length = server.claims.get(self.path, len(data)) - start
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
-                if server.drops > 0:
-                    server.drops -= 1
-                    self.wfile.write(body[: server.drop_after])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
+                self.close_connection = True
+                try:
+                    if server.drops > 0:
+                        server.drops -= 1
+                        self.wfile.write(body[: server.drop_after])
+                    elif server.stall_after is not None:
+                        self.wfile.write(body[: server.stall_after])
+                        self.wfile.flush()
+                        server.release.wait(60)
+                    elif server.trickle is not None:
+                        step, pause = server.trickle
+                        end = time.monotonic() + server.trickle_for
+                        for at in range(0, len(body), step):
+                            if time.monotonic() > end or server.release.is_set():
+                                break
+                            self.wfile.write(body[at : at + step])
+                            self.wfile.flush()
+                            time.sleep(pause)
+                    else:
+                        self.wfile.write(body[:length])
+                except OSError:  # the client gave up
+                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -77,6 +132,7 @@ class Server:
         ).start()
 
     def close(self):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -100,8 +156,8 @@ def record(url: str, **changes) -> hub.WeightRecord:
         name="test-weights",
         url=url,
         filename="w.pth",
-        kind="encoder",
-        architecture="resnet50",
+        kind="finetuned",
+        architecture="tiny",
         preprocessing=hub.BASSL_PREPROCESSING,
         licence="test",
         description="test",
@@ -311,3 +367,233 @@ def test_cli_pull_prints_the_path(monkeypatch, tmp_path):
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == str(tmp_path / "x.pth")
     assert seen == {"name": "bassl", "force": True, "progress": None}  # stderr is no terminal
+
+
+# --------------------------------------------------------------------------------------------
+# What a download must be before it is installed (issue 14, item 4)
+
+
+def test_a_login_page_instead_of_the_checkpoint_is_not_installed(server, home):
+    server.files["/login.pt"] = HTML
+    rec = record(server.url + "/login.pt", sha256=None, size=None)
+    with pytest.raises(hub.DownloadError, match="did not give a usable test-weights checkpoint"):
+        hub.download(rec)
+    assert cache_files(home) == []  # neither the final name nor a .part
+
+
+def test_a_short_content_length_is_not_installed(server, home):
+    """The server announces (and sends) half the file: no hash to catch it, but it does not
+    load."""
+    server.claims["/w.pth"] = len(PAYLOAD) // 2
+    with pytest.raises(hub.DownloadError, match="damaged zip checkpoint"):
+        hub.download(record(server.url + "/w.pth", sha256=None, size=None))
+    assert cache_files(home) == []
+
+
+def test_a_body_shorter_than_announced_is_an_error(server, home):
+    """Content-Length says the whole file, the body stops halfway, and the server then answers
+    the resume with "416: the file ends there"."""
+    server.files["/cut.pth"] = PAYLOAD[: len(PAYLOAD) // 2]
+    server.claims["/cut.pth"] = len(PAYLOAD)
+    with pytest.raises(hub.DownloadError, match=f"first announced {len(PAYLOAD)} bytes"):
+        hub.download(record(server.url + "/cut.pth", sha256=None, size=None))
+    assert cache_files(home) == []
+
+
+def test_a_checkpoint_of_the_wrong_kind_is_not_installed(server, home):
+    """A sound file, but an encoder where the record promises a fine-tuned model."""
+    import torch
+
+    from scenecut.models import bassl
+
+    buffer = io.BytesIO()
+    state = bassl.build(TINY).state_dict()
+    torch.save({k: v for k, v in state.items() if k.startswith("shot_encoder.")}, buffer)
+    server.files["/encoder.pth"] = buffer.getvalue()
+    with pytest.raises(hub.DownloadError, match=r"BaSSL layout: missing \(42\): crn"):
+        hub.download(record(server.url + "/encoder.pth", sha256=None, size=None))
+    assert cache_files(home) == []
+
+
+def _install_broken_modelscope() -> Path:
+    broken = hub.installed_path(hub.get("modelscope-bassl"))
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(HTML)  # what an older version installed from a login page
+    return broken
+
+
+def test_auto_skips_a_broken_installed_model(home, tmp_path, caplog):
+    broken = _install_broken_modelscope()
+    junk = hub.imported_path("junk")
+    junk.parent.mkdir(parents=True)
+    junk.write_bytes(b"\x08" + bytes(7) + b"{}")  # a cut-short safetensors file
+    with caplog.at_level(logging.WARNING, logger="scenecut"):
+        choice = scorers.choose_model("auto")
+    assert choice.name == "classic"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and not any("\n" in w for w in warnings)
+    assert warnings[0].startswith("skipping modelscope-bassl:") and str(broken) in warnings[0]
+    assert "weights pull modelscope-bassl --force" in warnings[0]
+    assert warnings[1].startswith("skipping junk:") and "--as junk --overwrite" in warnings[1]
+
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(PAYLOAD)
+    hub.import_weights(mine, "mine")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="scenecut"):
+        choice = scorers.choose_model("auto")
+    assert choice.name == "mine"  # the next choice, not the broken first one
+    assert any("skipping modelscope-bassl" in r.getMessage() for r in caplog.records)
+
+
+def test_pull_replaces_a_broken_installed_file(server, home, caplog):
+    rec = record(server.url + "/w.pth", sha256=None, size=None)
+    installed = hub.installed_path(rec)
+    installed.parent.mkdir(parents=True)
+    installed.write_bytes(HTML)
+    with caplog.at_level(logging.WARNING, logger="scenecut"):
+        assert hub.download(rec).read_bytes() == PAYLOAD
+    assert server.ranges == [None]
+    assert any("does not load" in r.getMessage() for r in caplog.records)
+
+
+# --------------------------------------------------------------------------------------------
+# Slow and stalled servers (issue 14, item 8)
+
+
+def _download_in_thread(rec, progress=None, limit: float = 30.0):
+    """Run ``hub.download`` with a generous deadline: a hang fails the test, not the suite."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["path"] = hub.download(rec, progress=progress)
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"download still running after {limit} s"
+    return outcome
+
+
+def test_a_stalled_server_fails_in_time_and_the_next_pull_resumes(server, home, monkeypatch):
+    monkeypatch.setenv("SCENECUT_DOWNLOAD_TIMEOUT", "0.5")
+    server.stall_after = 1000
+    rec = record(server.url + "/w.pth")
+    outcome = _download_in_thread(rec)
+    error = outcome.get("error")
+    assert isinstance(error, hub.DownloadError), outcome
+    assert "stalled" in str(error) and "resumes" in str(error)
+    part = home / "weights" / "w.pth.part"
+    assert part.read_bytes() == PAYLOAD[: 1000 * hub._ATTEMPTS]  # every byte received is kept
+    assert server.ranges == [None, "bytes=1000-", "bytes=2000-"]
+    assert cache_files(home) == ["w.pth.part"]
+
+    server.stall_after = None
+    server.ranges.clear()
+    assert hub.download(rec).read_bytes() == PAYLOAD
+    assert server.ranges == [f"bytes={1000 * hub._ATTEMPTS}-"]
+
+
+def test_a_trickling_server_counts_as_stalled_and_progress_moves(server, home, monkeypatch):
+    """400 bytes/s, under the 1 KiB/s floor: given up after the deadline, not after hours."""
+    monkeypatch.setenv("SCENECUT_DOWNLOAD_TIMEOUT", "0.5")
+    server.trickle = (20, 0.05)
+    calls: list[int] = []
+    outcome = _download_in_thread(record(server.url + "/w.pth"), lambda done, _: calls.append(done))
+    assert "stalled" in str(outcome.get("error")), outcome
+    moved = sorted(set(calls))
+    assert len(moved) >= 10 and moved[1] <= 200  # every small read shows, not one per MB
+    assert (home / "weights" / "w.pth.part").stat().st_size == max(calls)
+
+
+def test_a_bad_timeout_setting_is_a_usage_error(server, home, monkeypatch):
+    monkeypatch.setenv("SCENECUT_DOWNLOAD_TIMEOUT", "soon")
+    with pytest.raises(hub.UsageError, match="SCENECUT_DOWNLOAD_TIMEOUT"):
+        hub.download(record(server.url + "/w.pth"))
+
+
+# --------------------------------------------------------------------------------------------
+# Damaged archives (issue 14, item 11)
+
+
+def _tarball(members: list[tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _tar_record(server, path: str, **changes) -> hub.WeightRecord:
+    return record(
+        server.url + path,
+        name="bassl-test",
+        filename="bassl.tar.gz",
+        archive_member="bassl/model-v1.ckpt",
+        **{"sha256": None, "size": None, **changes},
+    )
+
+
+def test_a_truncated_archive_is_a_clear_error_and_installs_nothing(server, home):
+    blob = _tarball([("bassl/model-v1.ckpt", PAYLOAD), ("bassl/config.json", b"{}")])
+    server.files["/cut.tar.gz"] = blob[: len(blob) * 2 // 3]  # the server itself has half
+    with pytest.raises(hub.DownloadError, match="damaged or truncated archive") as err:
+        hub.download(_tar_record(server, "/cut.tar.gz"))
+    assert "pull bassl-test" in str(err.value)
+    assert cache_files(home) == []  # no .part, no folder, no .extracting
+
+
+def test_an_archive_bomb_or_escaping_member_is_refused(server, home):
+    bomb = io.BytesIO()
+    with tarfile.open(fileobj=bomb, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("bassl/model-v1.ckpt")  # 2 GiB of holes in 200 bytes
+        info.pax_headers = {"GNU.sparse.map": "0,0", "GNU.sparse.size": str(1 << 31)}
+        tar.addfile(info)
+    server.files["/bomb.tar.gz"] = bomb.getvalue()
+    with pytest.raises(hub.DownloadError, match="likely archive bomb"):
+        hub.download(_tar_record(server, "/bomb.tar.gz"))
+    server.files["/escape.tar.gz"] = _tarball([("../model-v1.ckpt", PAYLOAD)])
+    with pytest.raises(hub.DownloadError, match="outside its folder"):
+        hub.download(_tar_record(server, "/escape.tar.gz"))
+    assert cache_files(home) == []
+    assert not (home / "model-v1.ckpt").exists()
+
+
+PULL = """
+import sys
+from dataclasses import replace
+from scenecut.cli import main
+from scenecut.models import hub
+
+base = hub.get("bassl")
+hub.REGISTRY["bassl"] = replace(base, url=sys.argv[1], sha256=None, size=None)
+sys.argv = ["scenecut", "weights", "pull", "bassl"]
+main()
+"""
+
+
+def test_pull_of_a_truncated_archive_is_exit_1_not_interrupted(server, home):
+    """Through the real command (the registry's bassl record pointed at the loopback server):
+    the cut-short gzip stream used to escape as EOFError, which click reports as Ctrl-C."""
+    import subprocess
+    import sys
+
+    blob = _tarball([("bassl/model-v1.ckpt", PAYLOAD)])
+    server.files["/bassl.tar.gz"] = blob[: len(blob) // 2]
+    proc = subprocess.run(
+        [sys.executable, "-c", PULL, server.url + "/bassl.tar.gz"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SCENECUT_HOME": str(home)},
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "damaged or truncated archive" in lines[0], proc.stderr
+    assert "interrupted" not in proc.stderr
+    assert cache_files(home) == []
