@@ -16,10 +16,11 @@ from typing import Annotated
 
 import typer
 
+from scenecut.cli.console import stderr
 from scenecut.cli.options import PRECISION_HELP, PrecisionOption
 from scenecut.errors import UsageError
 from scenecut.models.config import ENCODERS
-from scenecut.train.config import METHODS, check_run_folder, make_config
+from scenecut.train.config import CHECKPOINT, METHODS, check_run_folder, make_config
 
 app = typer.Typer(
     help="Train the models: pretrain (BaSSL, SimCLR, ShotCoL, SCRL), extract, finetune.",
@@ -27,12 +28,12 @@ app = typer.Typer(
 )
 
 _ENCODERS = ", ".join(f"{name} ({note})" if note else name for name, note in ENCODERS.items())
-Gpus = Annotated[int, typer.Option(help="GPUs on this node (one process each, NCCL).")]
-Procs = Annotated[int, typer.Option(help="CPU processes (gloo) when there is no GPU.")]
-Nodes = Annotated[int, typer.Option(help="Machines in the run.")]
-NodeRank = Annotated[int, typer.Option(help="This machine's index, 0..nodes-1.")]
+Gpus = Annotated[int, typer.Option(help="GPUs on this node (one process each, NCCL).", min=0)]
+Procs = Annotated[int, typer.Option(help="CPU processes (gloo) when there is no GPU.", min=1)]
+Nodes = Annotated[int, typer.Option(help="Machines in the run.", min=1)]
+NodeRank = Annotated[int, typer.Option(help="This machine's index, 0..nodes-1.", min=0)]
 Addr = Annotated[str, typer.Option(help="Address of node 0.")]
-Port = Annotated[int, typer.Option(help="Port on node 0.")]
+Port = Annotated[int, typer.Option(help="Port on node 0.", min=1, max=65535)]
 Sets = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override any setting: key=value (model.crn.hidden_size=64)."),
@@ -50,6 +51,11 @@ def print_record(record: dict) -> None:
     sys.stderr.flush()
 
 
+def _check_processes(nodes: int, node_rank: int) -> None:
+    if node_rank >= nodes:
+        raise UsageError(f"--node-rank must be 0..{nodes - 1} (--nodes {nodes}), got {node_rank}")
+
+
 def _device(gpus: int) -> str:
     if gpus:
         import torch
@@ -62,25 +68,43 @@ def _device(gpus: int) -> str:
 
 def _train(task: str, given: dict, config_file, sets, gpus, procs, nodes, node_rank, addr, port,
            resume, overwrite, quiet) -> None:  # fmt: skip
-    from scenecut.train.entry import train_entry
-    from scenecut.train.loop import launch
-
     config = make_config(task, config_file, sets, **given)
-    check_run_folder(config.run, resume, overwrite)
+    _check_processes(nodes, node_rank)
     device = _device(gpus)
-    done = launch(
-        train_entry,
-        json.dumps(dataclasses.asdict(config)),
-        None if quiet else print_record,
-        device,
-        procs=gpus or procs,
-        nodes=nodes,
-        node_rank=node_rank,
-        master_addr=addr,
-        master_port=port,
-    )
+    check_run_folder(config.run, resume, overwrite)  # --overwrite deletes: refusals come first
+    from scenecut.train.entry import train_entry  # torch: only once the settings are good
+    from scenecut.train.loop import Interrupted, launch
+
+    try:
+        done = launch(
+            train_entry,
+            json.dumps(dataclasses.asdict(config)),
+            None if quiet else print_record,
+            device,
+            procs=gpus or procs,
+            nodes=nodes,
+            node_rank=node_rank,
+            master_addr=addr,
+            master_port=port,
+        )
+    except Interrupted as stop:
+        _interrupted(stop.signum, config.run / CHECKPOINT)
     if done:
         typer.echo(done)
+
+
+def _interrupted(signum: int, checkpoint: Path) -> None:
+    """Training stopped by Ctrl-C (or SIGTERM): one line saying what was kept, exit 128 + N."""
+    import signal
+
+    from rich.text import Text
+
+    kept = ""
+    if checkpoint.is_file():
+        kept = f": {checkpoint} holds the last finished step; continue with --resume"
+    name = signal.Signals(signum).name
+    stderr().print(Text.assemble((f"interrupted ({name})", "red"), kept), soft_wrap=True)
+    raise typer.Exit(128 + signum)
 
 
 @app.command()
@@ -131,8 +155,8 @@ def extract(
     encoder: Annotated[str, typer.Option(help="Checkpoint path, weights name, or effnet-lite0.")],
     out: Annotated[Path, typer.Option(help="Feature folder: one .npy per film.")],
     split: Annotated[str, typer.Option(help="Which films.")] = "pretrain",
-    batch_size: Annotated[int, typer.Option(help="Shots per network call.")] = 32,
-    workers: Annotated[int, typer.Option(help="Loader processes.")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Shots per network call.", min=1)] = 32,
+    workers: Annotated[int, typer.Option(help="Loader processes.", min=0)] = 2,
     precision: PrecisionOption = "auto",
     gpus: Gpus = 0,
     procs: Procs = 1,
@@ -147,6 +171,7 @@ def extract(
         tree_root=str(data), encoder=encoder, out=str(out), split=split,
         batch_shots=batch_size, workers=workers, precision=precision,
     )  # fmt: skip
+    _check_processes(nodes, node_rank)
     from scenecut.train.entry import extract_entry
     from scenecut.train.loop import launch
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import re
 import shutil
 from dataclasses import dataclass, field, fields
@@ -199,20 +201,22 @@ def make_config(
     if file:
         values.update(_read_config_file(Path(file)))
     values.update({k: v for k, v in given.items() if v is not None})
+    types = _field_types(TrainConfig)
     for item in sets or []:
         key, sep, text = item.partition("=")
         if not sep:
             raise UsageError(f"--set takes key=value, got {item!r}")
-        _set_path(values, key.strip(), _parse_value(text.strip()))
+        key, text = key.strip(), text.strip()
+        # a text setting keeps its text as given (a split or path named 2019 stays "2019")
+        _set_path(values, key, text if types.get(key) == "str" else _parse_value(text))
     method = values.get("method", "bassl")
     head = values.get("head", "crn")
     defaults = defaults_for(task, method, head, values.get("init", ""))
     merged = {**defaults, **values, "task": task}
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(merged) - names)
+    unknown = sorted(set(merged) - set(types))
     if unknown:
         raise UsageError(f"unknown training settings: {', '.join(unknown)}")
-    config = TrainConfig(**merged)
+    config = TrainConfig(**{k: _typed(_setting(k), v, types[k]) for k, v in merged.items()})
     _check_config(config)
     if task == "pretrain":  # refuse a bad --set pretext.* before any worker starts
         pretrain_config(config, config.model.get("crn.neighbor_size"))
@@ -233,6 +237,8 @@ def pretrain_config(config: TrainConfig, neighbor_size: int | None = None) -> Pr
         settings.setdefault("imagenet_weights", config.init)
     if neighbor_size is not None:
         settings.setdefault("neighbor_size", neighbor_size)
+    types = _field_types(PretrainConfig)
+    settings = {k: _typed(f"pretext.{k}", v, types[k]) for k, v in settings.items()}
     try:
         return PretrainConfig(method=config.method, **settings)
     except TypeError as error:
@@ -242,7 +248,12 @@ def pretrain_config(config: TrainConfig, neighbor_size: int | None = None) -> Pr
 def _read_config_file(path: Path) -> dict:
     if not path.is_file():
         raise UsageError(f"config file {path} does not exist")
-    text = path.read_text()
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise UsageError(f"{path}: config files are .toml, .yaml or .json")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read config file {path} ({error})") from error
     if path.suffix == ".toml":
         import tomllib
 
@@ -250,20 +261,25 @@ def _read_config_file(path: Path) -> dict:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise UsageError(f"{path}: invalid TOML ({error})") from error
-    if path.suffix in (".yaml", ".yml"):
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"{path}: invalid JSON ({error})") from error
+    else:
         try:
             import yaml
         except ImportError as error:
             raise UsageError(
                 "YAML configs need PyYAML (pip install pyyaml); or use TOML"
             ) from error
-        data = yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise UsageError(f"{path}: expected a mapping of settings")
-        return data
-    if path.suffix == ".json":
-        return json.loads(text)
-    raise UsageError(f"{path}: config files are .toml, .yaml or .json")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise UsageError(f"{path}: invalid YAML ({error})".replace("\n", " ")) from error
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of settings")
+    return data
 
 
 def _set_path(values: dict, key: str, value: Any) -> None:
@@ -273,6 +289,54 @@ def _set_path(values: dict, key: str, value: Any) -> None:
         values.setdefault(head, {})[rest] = value
     else:
         values[key] = value
+
+
+# settings that `scenecut train` commands also take as options (--max-steps is max_steps)
+_OPTIONS = (
+    "data", "out", "features", "init", "head", "method", "encoder", "epochs", "batch_size",
+    "micro_batch", "lr", "workers", "precision", "max_steps",
+)  # fmt: skip
+
+
+def _setting(name: str) -> str:
+    """How an error names a setting: ``max_steps (--max-steps)``, or the key alone."""
+    return f"{name} (--{name.replace('_', '-')})" if name in _OPTIONS else name
+
+
+def _field_types(cls) -> dict[str, str]:
+    """A dataclass's field names and their annotations as written (``"int"``, ``"float"``)."""
+    return {f.name: str(f.type) for f in fields(cls)}
+
+
+def _typed(name: str, value: Any, kind: str) -> Any:
+    """``value`` as a setting of annotation ``kind``, or a ``UsageError`` naming the setting:
+    a whole number for ``int``, a number for ``float`` (ints widened), text (or a path) for
+    ``str``."""
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind in ("str", "str | None") and isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    if kind == "str | None" and value is None:
+        return value
+    if kind == "dict" and isinstance(value, dict):
+        return value
+    if kind not in _KINDS:
+        return value  # a setting of another type: its own checks apply
+    raise UsageError(f"{name} must be {_KINDS[kind]}, got {value!r}")
+
+
+_KINDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "text",
+    "str | None": "text",
+    "dict": "a table of settings",
+}
 
 
 def _parse_value(text: str) -> Any:
@@ -300,11 +364,20 @@ def _check_config(c: TrainConfig) -> None:
     if c.optimizer not in ("adam", "sgd", "lars"):
         raise UsageError(f"optimizer must be adam, sgd or lars, not {c.optimizer!r}")
     check_precision(c.precision)
-    for name in ("epochs", "batch_size", "checkpoint_every", "log_every"):
+    for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "image_size"):
         if getattr(c, name) < 1:
-            raise UsageError(f"{name} must be at least 1, got {getattr(c, name)}")
-    if c.lr < 0 or c.peak_lr <= 0 or not 0 <= c.warmup < 1:
-        raise UsageError("lr (or base_lr) must be positive and warmup in [0, 1)")
+            raise UsageError(f"{_setting(name)} must be at least 1, got {getattr(c, name)}")
+    for name in ("workers", "micro_batch", "max_steps"):
+        if getattr(c, name) < 0:
+            raise UsageError(f"{_setting(name)} must be 0 or more, got {getattr(c, name)}")
+    for name in ("lr", "base_lr", "momentum", "weight_decay"):
+        value = getattr(c, name)
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"{_setting(name)} must be a finite number, 0 or more, got {value}")
+    if not 0 < c.peak_lr < math.inf:
+        raise UsageError(f"lr (or base_lr x batch_size / 256) must be positive, got {c.peak_lr}")
+    if not 0 <= c.warmup < 1:
+        raise UsageError(f"warmup must be in [0, 1), got {c.warmup}")
 
 
 def with_overrides(config, overrides: dict):

@@ -97,6 +97,11 @@ def extract(
     interrupted extraction resumes; each file appears complete or not at all."""
     out = Path(out)
     check_precision(precision)
+    if batch_shots < 1 or workers < 0:
+        raise UsageError(
+            f"extract needs a batch of 1 shot or more and 0 or more workers, "
+            f"got {batch_shots} and {workers}"
+        )
     tree = read_tree(tree_root)
     config, state = load_encoder(encoder)
     net = bassl.build(config)

@@ -7,6 +7,8 @@ under torchrun. Only rank 0 logs and writes. Checkpoints hold the unwrapped modu
 scheduler, scaler and RNG states and the position in the epoch; they are written atomically, and
 ``resume`` continues exactly where the run stopped: every item's augmentation is seeded by (seed,
 epoch, item), so the data a step sees does not depend on worker count or on where the run was cut.
+Ctrl-C (SIGINT) stops the run at the end of the step under way, so the checkpoint it writes is
+the state after a whole step; ``metrics.jsonl`` is cut back to the checkpoint on resume.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from scenecut.errors import InputError, UsageError
+from scenecut.errors import InputError, OutputError, ScenecutError, UsageError
 from scenecut.files import replacing, write_json
 from scenecut.models.runner import autocast_dtype
 from scenecut.train.config import CHECKPOINT, CONFIG, METRICS, TrainConfig
@@ -37,6 +42,10 @@ log = logging.getLogger(__name__)
 
 
 Log = Callable[[dict], None]  # receives every metrics record (rank 0 only)
+
+
+class TrainingError(ScenecutError):
+    """Training cannot go on: the loss or the weights are no longer finite numbers."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,6 +93,7 @@ def launch(
     directly when already under torchrun or when one process is enough."""
     if "RANK" in os.environ or procs * nodes <= 1:
         return entry(*args)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -99,11 +109,33 @@ def launch(
         start_method="spawn",
     )
     try:
-        results = elastic_launch(config, entry)(*args)
+        with _quiet_launcher():
+            results = elastic_launch(config, entry)(*args)
+    except SignalException as error:  # Ctrl-C or SIGTERM: the workers were told to stop
+        raise Interrupted(error.sigval) from error
     except ChildFailedError as error:
         first = next(iter(error.failures.values()))
         raise InputError(f"a training process failed: {first.message or first}") from None
     return results.get(0) if isinstance(results, dict) else results
+
+
+@contextlib.contextmanager
+def _quiet_launcher() -> Iterator[None]:
+    """The launcher's warnings (workers being stopped...) only repeat what the one-line error
+    or interruption says; with scenecut logging at DEBUG (SCENECUT_DEBUG=1) they stay."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed")]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,7 +164,11 @@ class SeededItems(Dataset):
 
     def __getitem__(self, index: int):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+            # the CPU generator alone: torch.manual_seed would also reseed the GPUs' (which
+            # fork_rng does not restore) and, even without one, format the call stack each time
+            torch.default_generator.manual_seed(
+                (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
+            )
             state = random.getstate()
             random.seed(index + 7919 * self.epoch + self.seed)
             try:
@@ -188,7 +224,9 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
     """Train ``task`` as ``config`` says, resuming from the run folder's checkpoint if any.
 
     Returns the exported model file (rank 0; None elsewhere or when stopped by ``max_steps``
-    before the end). Ctrl-C saves a checkpoint and re-raises ``KeyboardInterrupt``.
+    before the end). Ctrl-C stops at the end of the step under way, saves a checkpoint and
+    raises ``Interrupted``; a second Ctrl-C stops at once, keeping the last checkpoint.
+    A loss or weights that stop being finite raise ``TrainingError`` and save nothing.
     """
     run = config.run
     micro, accumulate = _micro_batches(config, dist)
@@ -208,33 +246,41 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
     optimizer, scheduler = build_optimizer(module, config, total_steps, steps_per_epoch, groups)
     autocast, dtype = _autocast(dist.device, config.precision)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=dtype == torch.float16)
-    state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_epoch": None}
+    # "window": the losses since the last metrics record; "metrics": bytes of metrics.jsonl
+    state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_epoch": None, "window": []}
     if (run / CHECKPOINT).is_file():
-        state = _load_checkpoint(run / CHECKPOINT, module, optimizer, scheduler, scaler, config)
+        loaded = _load_checkpoint(run / CHECKPOINT, module, optimizer, scheduler, scaler, config)
+        state.update(loaded)
     wrapped = _distributed(module, dist, task.find_unused)
     if dist.main:
         run.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(run)
+        _cut_metrics(run / METRICS, state)
         write_json(run / CONFIG, dataclasses.asdict(config), sort_keys=True)
     emit = _logger(run, dist, on_log)
 
     def save() -> None:
         if dist.main:
+            state["metrics"] = _size(run / METRICS)
             _save_checkpoint(run / CHECKPOINT, module, optimizer, scheduler, scaler, state, config)
 
-    try:
+    with _StopOnSignal(dist) as stops, _together(dist):
         for epoch in range(state["epoch"], config.epochs):
             skip = state["batch"] * micro * accumulate
             loader = _epoch_loader(dataset, sampler, epoch, skip, micro, task.collate, config, dist)
             module.train()
-            started, seen, window = time.perf_counter(), 0, []
+            started, seen, window = time.perf_counter(), 0, state["window"]
             for i, batch in enumerate(loader):
                 batch = _to(batch, dist.device)
                 last = (i + 1) % accumulate == 0
                 sync = contextlib.nullcontext() if last or dist.world == 1 else wrapped.no_sync()
                 with sync, autocast:
                     loss, parts = wrapped(batch)
+                value = float(loss.detach())
+                if not math.isfinite(value) and not scaler.is_enabled():  # fp16 skips these
+                    raise _diverged(state["step"] + 1, f"the loss is {value}")
                 scaler.scale(loss / accumulate).backward()
-                window.append({"loss": float(loss.detach()), **parts})
+                window.append({"loss": value, **parts})
                 seen += micro
                 if not last:
                     continue
@@ -249,28 +295,118 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
                 if state["step"] % config.log_every == 0 or state["batch"] == steps_per_epoch:
                     progress = epoch + state["batch"] / steps_per_epoch
                     emit(_record(window, state, progress, scheduler, seen * dist.world, started))
-                    window = []
-                if state["step"] % config.checkpoint_every == 0:
+                    window.clear()
+                saved = state["step"] % config.checkpoint_every == 0
+                if saved:
                     save()
                 if config.max_steps and state["step"] >= config.max_steps:
-                    save()
+                    if not saved:
+                        save()
                     return None
+                if stops.requested_everywhere():
+                    if not saved:
+                        save()
+                    raise stops.stop()
             state.update(epoch=epoch + 1, batch=0)
             if task.validate and dist.main:
                 emit(_validate(task, module, run, state))
             save()
-    except KeyboardInterrupt:
-        save()
-        raise
-    finally:
-        if dist.world > 1 and torch.distributed.is_initialized():
-            torch.distributed.barrier()
+            if stops.requested_everywhere():
+                raise stops.stop()
+    if stops.signum is not None:  # Ctrl-C after the last step: all is saved, stop as asked
+        raise stops.stop()
     if not dist.main or task.export is None:
         return None
     if task.select and (run / "best.pt").is_file():
         best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
         module.load_state_dict(best)
+    _check_finite(module, state["step"])
     return task.export(module, run)
+
+
+@contextlib.contextmanager
+def _together(dist: Dist) -> Iterator[None]:
+    """Processes leave the loop together, whichever way they leave it."""
+    try:
+        yield
+    finally:
+        if dist.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on a signal at the end of a step, its checkpoint saved."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class _StopOnSignal:
+    """While training, Ctrl-C (SIGINT) only asks to stop: the loop stops at the end of the
+    step under way, where weights, optimizer, scheduler, RNG and data position agree, and saves
+    them. Stopping mid-step would save weights and an RNG state from different moments, and a
+    resume would drift from the uninterrupted run. SIGTERM and SIGHUP are treated alike when
+    the program turned them into exceptions (the CLI does). A second signal stops at once
+    (one process), keeping the last checkpoint. Under several processes all stop at one step.
+    """
+
+    def __init__(self, dist: Dist):
+        self.dist, self.signum, self._previous = dist, None, {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only
+        for signum in _STOP_SIGNALS:
+            current = signal.getsignal(signum)
+            if callable(current) or (signum == signal.SIGINT and current == signal.SIG_DFL):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
+        return False
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+        elif self.dist.world == 1:
+            previous = self._previous.get(signum)
+            if callable(previous):
+                previous(signum, frame)
+            raise KeyboardInterrupt
+
+    def requested_everywhere(self) -> bool:
+        """At a step boundary: whether any process was asked to stop (all must call it)."""
+        if self.dist.world == 1:
+            return self.signum is not None
+        flag = torch.tensor([float(self.signum is not None)], device=self.dist.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def stop(self) -> Interrupted:
+        return Interrupted(self.signum or signal.SIGINT)
+
+
+def _diverged(step: int, what: str) -> TrainingError:
+    return TrainingError(
+        f"training diverged at step {step}: {what}; nothing was saved from it (lower --lr, "
+        f"or --set base_lr=...)"
+    )
+
+
+def _check_finite(module: nn.Module, step: int) -> None:
+    """Refuse to save weights holding inf or nan."""
+    for name, value in module.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise _diverged(step, f"weight {name} holds inf or nan")
 
 
 def _micro_batches(config: TrainConfig, dist: Dist) -> tuple[int, int]:
@@ -315,10 +451,15 @@ def _epoch_loader(dataset, sampler, epoch: int, skip: int, micro: int, collate, 
         drop_last=True,
         pin_memory=dist.device.type == "cuda",
         persistent_workers=False,
+        worker_init_fn=_ignore_interrupts,  # the trainer decides when Ctrl-C stops a run
         # its own generator: making the iterator must not draw from the global RNG,
         # whose state (dropout, masks) a resumed run restores from the checkpoint
         generator=torch.Generator().manual_seed(config.seed + epoch),
     )
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _validate(task: Task, module: nn.Module, run: Path, state: dict) -> dict:
@@ -328,7 +469,7 @@ def _validate(task: Task, module: nn.Module, run: Path, state: dict) -> dict:
     record = {"epoch": state["epoch"], "step": state["step"], "val": metrics}
     if task.select and (state["best"] is None or metrics[task.select] > state["best"]):
         state.update(best=metrics[task.select], best_epoch=state["epoch"])
-        _save_best(run, module)
+        _save_best(run, module, state["step"])
         record["best"] = True
     return record
 
@@ -366,8 +507,13 @@ def _logger(run: Path, dist: Dist, on_log: Log | None) -> Log:
     def emit(record: dict) -> None:
         if not dist.main:
             return
-        with open(run / METRICS, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(run / METRICS, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as error:
+            raise OutputError(
+                f"cannot write {run / METRICS} ({error.strerror or error})"
+            ) from error
         if writer is not None:
             flat = {**record, **{f"val/{k}": v for k, v in record.get("val", {}).items()}}
             for key, value in flat.items():
@@ -391,6 +537,7 @@ def _rng_state() -> dict:
 
 
 def _save_checkpoint(path: Path, module, optimizer, scheduler, scaler, state, config) -> None:
+    _check_finite(module, state["step"])
     data = {
         "module": {k: v.detach().cpu() for k, v in module.state_dict().items()},
         "optimizer": optimizer.state_dict(),
@@ -400,8 +547,75 @@ def _save_checkpoint(path: Path, module, optimizer, scheduler, scaler, state, co
         "rng": _rng_state(),
         "config": json.dumps(dataclasses.asdict(config), sort_keys=True),
     }
-    with replacing(path) as tmp:
-        torch.save(data, tmp)
+    _torch_save(data, path)
+
+
+class _Sink:
+    """A file for ``torch.save`` that keeps the ``OSError`` of a failed write (a full disk),
+    which torch reports only as a ``RuntimeError`` about stream positions."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _torch_save(data, path: Path) -> None:
+    """``torch.save`` to ``path`` atomically; a full disk is an ``OutputError`` (exit 1) and
+    leaves no temporary file."""
+    with replacing(path) as tmp, open(tmp, "wb") as file:
+        sink = _Sink(file)
+        try:
+            torch.save(data, sink)
+        except RuntimeError:
+            if sink.error is None:
+                raise
+            raise sink.error from None
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _cut_metrics(path: Path, state: dict) -> None:
+    """On resume, drop the metrics records written after the checkpoint (they will be logged
+    again), so each step appears once and in order; without a checkpoint, all of them."""
+    if not path.is_file():
+        return
+    keep = state.get("metrics")
+    if keep is None:  # a checkpoint from before "metrics" was saved: cut by step
+        lines = path.read_bytes().splitlines(keepends=True)
+        kept = b""
+        for line in lines:
+            try:
+                if json.loads(line).get("step", 0) > state["step"]:
+                    break
+            except ValueError:  # a record cut short by the crash
+                break
+            kept += line
+        keep = len(kept)
+    if keep < _size(path):
+        try:
+            with open(path, "r+b") as f:
+                f.truncate(keep)
+        except OSError as error:
+            raise OutputError(f"cannot write {path} ({error.strerror or error})") from error
+
+
+def _remove_stale_temporaries(run: Path) -> None:
+    """Temporary files of a checkpoint write cut short by a crash (``kill -9``, power loss)."""
+    for name in (CHECKPOINT, "best.pt"):
+        stem, suffix = Path(name).stem, Path(name).suffix
+        for stale in run.glob(f".{stem}.*.tmp{suffix}"):
+            stale.unlink(missing_ok=True)
 
 
 def _load_checkpoint(path: Path, module, optimizer, scheduler, scaler, config) -> dict:
@@ -435,6 +649,6 @@ def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _save_best(run: Path, module: nn.Module) -> None:
-    with replacing(run / "best.pt") as tmp:
-        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+def _save_best(run: Path, module: nn.Module, step: int) -> None:
+    _check_finite(module, step)
+    _torch_save({k: v.detach().cpu() for k, v in module.state_dict().items()}, run / "best.pt")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,17 +154,68 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(corpus, tmp_path)
 def test_ctrl_c_saves_a_checkpoint_that_resumes(corpus, tmp_path):
     config = _config(corpus, tmp_path / "run", "epochs=2")
 
-    def interrupt(record):
+    def interrupt(record):  # Ctrl-C while step 3 is logged: the run stops after step 3
         if record.get("step") == 3:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
         _run(config, interrupt)
     saved = torch.load(tmp_path / "run" / train_config.CHECKPOINT, weights_only=True)
     assert saved["state"]["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
     assert _run(config) is not None
     final = torch.load(tmp_path / "run" / train_config.CHECKPOINT, weights_only=True)
     assert final["state"]["epoch"] == 2 and final["state"]["step"] > 3
+
+
+def test_a_second_ctrl_c_stops_at_once_and_saves_nothing(corpus, tmp_path):
+    config = _config(corpus, tmp_path / "run", "epochs=2")
+
+    def interrupt(record):
+        if record.get("step") == 3:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # raises here, inside step 3's logging
+            raise AssertionError("the second Ctrl-C did not stop the run")
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, interrupt)
+    assert not (tmp_path / "run" / train_config.CHECKPOINT).exists()
+
+
+class _Drifting(torch.nn.Module):
+    """A finite loss, and a buffer that ``after_step`` turns into inf."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+        self.register_buffer("drift", torch.zeros(3))
+
+    def forward(self, batch):
+        return self.linear(batch).pow(2).mean(), {}
+
+
+def test_weights_that_are_not_finite_are_never_saved(tmp_path):
+    from scenecut.errors import ScenecutError
+
+    module = _Drifting()
+    items = [torch.randn(2) for _ in range(16)]
+    task = loop.Task(module, items, after_step=lambda: module.drift.fill_(float("inf")))
+    sets = ["batch_size=4", "epochs=1", "lr=0.1", "workers=0", "checkpoint_every=1"]
+    config = train_config.make_config("finetune", data="-", out=str(tmp_path / "run"), sets=sets)
+    with pytest.raises(ScenecutError, match="diverged at step 1: weight drift holds inf"):
+        loop.fit(task, config, loop.Dist())
+    assert not (tmp_path / "run" / train_config.CHECKPOINT).exists()
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(corpus, tmp_path):
+    from scenecut.errors import ScenecutError
+
+    config = _config(corpus, tmp_path / "run", "epochs=1", "lr=1e38", "optimizer=sgd")
+    with pytest.raises(ScenecutError, match="diverged at step") as raised:
+        _run(config)
+    assert raised.value.exit_code == 1
+    assert not (tmp_path / "run" / train_config.CHECKPOINT).exists()
+    assert not (tmp_path / "run" / train_config.MODEL_FILE).exists()
 
 
 def _free_port() -> int:
@@ -236,10 +291,8 @@ TINY_SETS = [
 ]  # fmt: skip
 
 
-def _cli(exe, *args):
-    import subprocess
-
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
+def _cli(exe, *args, **kwargs):
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=600, **kwargs)
 
 
 def test_cli_finetune_then_segment_with_the_model(scenecut_exe, corpus, film, tmp_path):
@@ -322,9 +375,6 @@ def test_gradient_accumulation_counts_optimizer_steps(corpus, tmp_path):
 
 
 def test_the_same_command_runs_under_torchrun(corpus, tmp_path):
-    import subprocess
-    import sys
-
     run = tmp_path / "tr"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
@@ -416,3 +466,196 @@ def test_film_feature_norm_ignores_what_all_shots_share(tmp_path):
     path = tmp_path / "m.safetensors"
     checkpoints.save(model, config, path)
     assert checkpoints.load(path)[1].feature_norm == "film"
+
+
+# --------------------------------------------------------------------------------------------
+# The CLI stopped and resumed: Ctrl-C, kill -9, a full disk, bad option values
+
+
+def _finetune_cli(corpus: Path, run: Path) -> list[str]:
+    # dropout on, a metrics record every 2 steps, checkpoints only at epoch ends (and Ctrl-C);
+    # a CRN large enough that most of a step is spent in the network, where a Ctrl-C that
+    # stopped at once would leave the weights and the RNG at different points of the step
+    return ["train", "finetune", "--data", str(corpus), "--features", str(corpus / "features"),
+            "--out", str(run), "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "-q",
+            *TINY_SETS, "--set", "model.crn.hidden_size=128",
+            "--set", "model.crn.intermediate_size=256", "--set", "model.crn.num_hidden_layers=2",
+            "--set", "log_every=2", "--set", "checkpoint_every=1000"]  # fmt: skip
+
+
+def _pretrain_cli(corpus: Path, run: Path) -> list[str]:
+    return ["train", "pretrain", "--data", str(corpus), "--out", str(run), "--method", "bassl",
+            "--encoder", "tiny", "--batch-size", "4", "--epochs", "1", "--lr", "0.05", "-q",
+            *TINY_SETS, "--set", "image_size=32", "--set", "model.crn.input_dim=16",
+            "--set", "pretext.head_hidden=32", "--set", "pretext.head_dim=16",
+            "--set", "checkpoint_every=1000"]  # fmt: skip
+
+
+def _records(run: Path) -> list[dict]:
+    """The metrics of a run, less the throughput (the one value that depends on the clock)."""
+    lines = (run / train_config.METRICS).read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "items_per_s"} for line in lines]
+
+
+def _logged(run: Path, step: int) -> bool:
+    try:
+        lines = (run / train_config.METRICS).read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    with_step = [line for line in lines if line.endswith("}")]  # the last may be half-written
+    return any(json.loads(line).get("step", 0) >= step for line in with_step)
+
+
+def _stop(exe: str, args: list[str], run: Path, step: int, sig: int) -> tuple[int, str]:
+    """Start the command, send ``sig`` once its metrics reach ``step``: exit status, stderr."""
+    proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _logged(run, step):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never reached the step"
+            time.sleep(0.005)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
+def _command_cli(command: str, corpus: Path, small_corpus: Path, run: Path) -> list[str]:
+    return _finetune_cli(corpus, run) if command == "finetune" else _pretrain_cli(small_corpus, run)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(scenecut_exe, corpus, small_corpus, tmp_path_factory):
+    """The run folder of a command run once from start to end (run when first asked for)."""
+    runs: dict[str, Path] = {}
+
+    def run_of(command: str) -> Path:
+        if command not in runs:
+            run = tmp_path_factory.mktemp("whole") / command
+            proc = _cli(scenecut_exe, *_command_cli(command, corpus, small_corpus, run))
+            assert proc.returncode == 0, proc.stderr
+            runs[command] = run
+        return runs[command]
+
+    return run_of
+
+
+@pytest.mark.parametrize(
+    "command, sig, step",
+    [("finetune", signal.SIGINT, 20), ("finetune", signal.SIGKILL, 70),
+     ("pretrain", signal.SIGINT, 10)],
+    ids=["finetune-ctrl-c", "finetune-kill-9", "pretrain-ctrl-c"],
+)  # fmt: skip
+def test_cli_stop_and_resume_equals_the_uninterrupted_run(
+    scenecut_exe, corpus, small_corpus, uninterrupted, tmp_path, command, sig, step
+):
+    """Stopped mid-epoch (Ctrl-C: at the end of the step under way; kill -9: back to the last
+    checkpoint) and resumed, a run ends with the uninterrupted run's weights, bit for bit, and
+    its metrics: each step logged once, in order, with the same values."""
+    run = tmp_path / "run"
+    args = _command_cli(command, corpus, small_corpus, run)
+    code, err = _stop(scenecut_exe, args, run, step, sig)
+    stopped = torch.load(run / train_config.CHECKPOINT, weights_only=True)["state"]["step"]
+    logged = [r["step"] for r in _records(run)]
+    if sig == signal.SIGINT:
+        assert code == 130, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("interrupted"), err
+        assert str(run / train_config.CHECKPOINT) in lines[0] and "--resume" in lines[0]
+        assert stopped >= step and stopped >= logged[-1]  # the step under way was finished
+    else:
+        assert code == -signal.SIGKILL
+        assert stopped < logged[-1]  # steps logged after the checkpoint: resume logs them again
+        # what a kill -9 during a checkpoint write leaves; the resumed run removes it
+        (run / ".checkpoint.k1ll3d.tmp.pt").write_bytes(b"half a checkpoint")
+    assert not (run / train_config.MODEL_FILE).exists()
+    resumed = _cli(scenecut_exe, *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = uninterrupted(command)
+    a, b = _weights(whole / train_config.MODEL_FILE), _weights(run / train_config.MODEL_FILE)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert _records(run) == _records(whole)
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
+
+
+def _file_size_limit(limit: int):
+    """For ``preexec_fn``: files above ``limit`` bytes cannot be written (EFBIG), as on a disk
+    that is full; SIGXFSZ ignored so that the write fails instead of killing the process."""
+
+    def apply() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    "limit, every, file",
+    [(64_000, "2", train_config.CHECKPOINT), (2_000, "1000", train_config.METRICS)],
+    ids=["checkpoint", "metrics"],
+)
+def test_cli_full_disk_is_one_line_exit_1_and_leaves_no_temporary(
+    scenecut_exe, corpus, tmp_path, limit, every, file
+):
+    run = tmp_path / "run"
+    args = [*_finetune_cli(corpus, run), "--max-steps", "40", "--set", f"checkpoint_every={every}"]
+    proc = _cli(scenecut_exe, *args, preexec_fn=_file_size_limit(limit))
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write"), proc.stderr
+    assert str(run / file) in lines[0] and "File too large" in lines[0]
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
+    assert not (run / train_config.CHECKPOINT).exists()
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--set", "epochs=abc"], "epochs"),
+        (["--set", "lr=fast"], "lr"),
+        (["--procs", "0"], "--procs"),
+        (["--gpus", "-1"], "--gpus"),
+        (["--nodes", "2", "--node-rank", "2"], "--node-rank"),
+        (["--master-port", "70000"], "--master-port"),
+        (["--workers", "-1"], "--workers"),
+        (["--max-steps", "-1"], "--max-steps"),
+        (["--epochs", "0"], "--epochs"),
+        (["--lr", "inf"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--lr", "-1"], "--lr"),
+        (["--set", "base_lr=inf"], "base_lr"),
+        (["--set", "warmup=1.5"], "warmup"),
+        (["--set", "checkpoint_every=0"], "checkpoint_every"),
+        (["--set", "micro_batch=-4"], "--micro-batch"),
+        (["extract", "--batch-size", "0"], "--batch-size"),
+        (["extract", "--workers", "-1"], "--workers"),
+        (["pretrain", "--set", "pretext.mask_prob=abc"], "pretext.mask_prob"),
+    ],
+)
+def test_cli_bad_training_values_exit_2_with_one_line(scenecut_exe, corpus, tmp_path, args, option):
+    run = tmp_path / "run"
+    if args[0] == "extract":
+        encoder = corpus / "features" / features.ENCODER
+        base = ["train", "extract", "--data", str(corpus), "--encoder", str(encoder),
+                "--out", str(run)]  # fmt: skip
+        args = args[1:]
+    elif args[0] == "pretrain":
+        base = ["train", "pretrain", "--data", str(corpus), "--out", str(run), "--encoder", "tiny"]
+        args = args[1:]
+    else:
+        base = ["train", "finetune", "--data", str(corpus), "--features", str(corpus / "features"),
+                "--out", str(run)]  # fmt: skip
+    proc = _cli(scenecut_exe, *base, *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert option in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not run.exists()  # refused before any work
