@@ -183,9 +183,12 @@ class FeatureSet:
         return np.load(path, mmap_mode="r")
 
     def encoder_state(self) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
-        return load_file(str(self.root / ENCODER))
+        """The extractor's weights, checked like any weights file (a damaged folder is an
+        ``InputError``, not a crash)."""
+        path = self.root / ENCODER
+        if not path.is_file():
+            raise InputError(f"{path} is missing; run `scenecut train extract` again")
+        return checkpoints.load_state(path)[0]
 
 
 class FeatureWindows(Dataset):

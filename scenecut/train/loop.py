@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from scenecut.errors import InputError, OutputError, ScenecutError, UsageError
 from scenecut.files import replacing, write_json
+from scenecut.models import archives
 from scenecut.models.runner import autocast_dtype
 from scenecut.train.config import CHECKPOINT, CONFIG, METRICS, TrainConfig
 from scenecut.train.optim import build_optimizer
@@ -318,8 +319,14 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
     if not dist.main or task.export is None:
         return None
     if task.select and (run / "best.pt").is_file():
-        best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
-        module.load_state_dict(best)
+        try:
+            module.load_state_dict(
+                torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+            )
+        except Exception as error:  # damaged since it was written: a clear line, not a crash
+            raise InputError(
+                f"{run / 'best.pt'}: unreadable ({archives.reason(error)}); move it away and resume"
+            ) from None
     _check_finite(module, state["step"])
     return task.export(module, run)
 
@@ -625,24 +632,32 @@ def _load_checkpoint(path: Path, module, optimizer, scheduler, scaler, config) -
         raise InputError(
             f"{path}: unreadable checkpoint ({error}); move it away to restart"
         ) from error
-    saved = json.loads(data["config"])
-    same = ("task", "method", "head", "encoder", "batch_size", "epochs", "seed", "model")
-    changed = [k for k in same if saved.get(k) != dataclasses.asdict(config).get(k)]
-    if changed:
-        raise UsageError(
-            f"{path.parent} holds a run with different {', '.join(changed)}; "
-            "use another --out or the same settings to resume"
-        )
-    module.load_state_dict(data["module"])
-    optimizer.load_state_dict(data["optimizer"])
-    scheduler.load_state_dict(data["scheduler"])
-    scaler.load_state_dict(data["scaler"])
-    torch.set_rng_state(data["rng"]["torch"])
-    random.setstate(_as_tuple(data["rng"]["python"]))
-    if "cuda" in data["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(data["rng"]["cuda"])
-    log.info("resuming %s at step %d", path.parent, data["state"]["step"])
-    return dict(data["state"])
+    try:
+        saved = json.loads(data["config"])
+        same = ("task", "method", "head", "encoder", "batch_size", "epochs", "seed", "model")
+        changed = [k for k in same if saved.get(k) != dataclasses.asdict(config).get(k)]
+        if changed:
+            raise UsageError(
+                f"{path.parent} holds a run with different {', '.join(changed)}; "
+                "use another --out or the same settings to resume"
+            )
+        module.load_state_dict(data["module"])
+        optimizer.load_state_dict(data["optimizer"])
+        scheduler.load_state_dict(data["scheduler"])
+        scaler.load_state_dict(data["scaler"])
+        torch.set_rng_state(data["rng"]["torch"])
+        random.setstate(_as_tuple(data["rng"]["python"]))
+        if "cuda" in data["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(data["rng"]["cuda"])
+        state = dict(data["state"])
+        log.info("resuming %s at step %d", path.parent, state["step"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        # Readable, but not a checkpoint of this program's runs (or edited, or damaged).
+        raise InputError(
+            f"{path}: not a checkpoint of this run ({archives.reason(error)}); move it away "
+            "to restart"
+        ) from None
+    return state
 
 
 def _as_tuple(value):

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from scenecut.data.puzzles import INDEX_FILE, PUZZLE_FRAMES, PUZZLE_SHOTS, puzzle_path
 from scenecut.errors import InputError, UsageError
-from scenecut.models import hub
+from scenecut.models import archives, hub
 from scenecut.models.bassl import ShotEncoder, TinyEncoder
 from scenecut.models.checkpoints import convert_state_dict, read_checkpoint
 from scenecut.models.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
@@ -199,7 +199,12 @@ def _load_imagenet(trunk: nn.Module, weights: str) -> None:
         for k, v in state.items()
         if not k.startswith("shot_encoder.conv1.")
     }
-    missing, unexpected = trunk.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = trunk.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # a tensor of the wrong shape
+        raise InputError(
+            f"{weights} is not a torchvision ResNet-50 state dict ({archives.reason(error)})"
+        ) from None
     # resnet50-19c8e357.pth (SCRL's file) predates BatchNorm's num_batches_tracked
     wrong = [
         k

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ torch = pytest.importorskip("torch")
 
 from scenecut.data import tree as data_tree  # noqa: E402
 from scenecut.data import writer  # noqa: E402
+from scenecut.errors import InputError  # noqa: E402
 from scenecut.models import bassl, checkpoints, inference  # noqa: E402
 from scenecut.models.config import CRNConfig, ModelConfig  # noqa: E402
 from scenecut.train import config as train_config  # noqa: E402
@@ -659,3 +661,25 @@ def test_cli_bad_training_values_exit_2_with_one_line(scenecut_exe, corpus, tmp_
     assert option in lines[0]
     assert "Traceback" not in proc.stderr
     assert not run.exists()  # refused before any work
+
+
+def test_damaged_run_and_feature_files_are_one_line_not_a_bug(corpus, tmp_path):
+    """A checkpoint that is not one of this program's, and a feature folder whose encoder file
+    is cut short: a clear InputError each (exit 1), where they raised KeyError / a safetensors
+    error (exit 3)."""
+    cut = _config(corpus, tmp_path / "cut", "max_steps=2")
+    assert _run(cut) is None
+    torch.save({"step": 2, "weights": torch.zeros(3)}, tmp_path / "cut" / train_config.CHECKPOINT)
+    with pytest.raises(InputError, match="not a checkpoint of this run"):
+        _run(_config(corpus, tmp_path / "cut"))
+
+    folder = tmp_path / "features"
+    shutil.copytree(corpus / "features", folder)
+    encoder = folder / features.ENCODER
+    encoder.write_bytes(encoder.read_bytes()[:-100])
+    damaged = train_config.make_config(
+        "finetune", data=str(corpus), out=str(tmp_path / "run"), features=str(folder),
+        sets=["batch_size=32", "workers=0", "max_steps=1"],
+    )  # fmt: skip
+    with pytest.raises(InputError, match=features.ENCODER):
+        _run(damaged)
