@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scenecut.errors import UsageError
+from scenecut.errors import ScenecutError, UsageError
 from scenecut.files import OutputSet, check_names, check_writable, own_files, refuse_existing
 from scenecut.models.options import InferenceOptions
 from scenecut.models.scorers import load_scorer
 from scenecut.output.clips import (
     DEFAULT_TEMPLATE,
     check_template,
+    clip_extension,
     clip_names,
     clip_pattern,
     export_clips,
@@ -146,6 +147,11 @@ def segment(
     video, shots = detection.video, detection.shots
     with stages.time("score"):
         scores = [float(s) for s in scorer.score(embeddings)]
+        if not all(math.isfinite(s) for s in scores):  # NaN would make the JSON invalid
+            raise ScenecutError(
+                f"{path}: the model {scorer.name} gave boundary scores that are not numbers "
+                "(NaN or infinite); its weights or its precision are broken (try --precision fp32)"
+            )
         min_scene_frames = round(options.min_scene_seconds * video.fps)
         boundaries = pick_boundaries(
             scores,
@@ -306,7 +312,7 @@ def segment_to_files(
     result = segment(path, options, progress=progress, scorer=scorer, stages=stages)
     start = time.perf_counter()  # segment() counted its own wall time
     if export.save_clips and not export.overwrite:  # known now; refused before any clip is cut
-        extension = (path.suffix or ".mkv") if export.copy else ".mp4"
+        extension = clip_extension(path, export.copy)
         refuse_existing([out_dir / n for n in clip_names(result, export.clip_template, extension)])
     text = to_json(result) if export.to_stdout else ""
     if not writes_files:
@@ -349,7 +355,7 @@ def _write_outputs(
                 overwrite=True,
                 progress=on_clip,
             )
-        extensions = [".mp4", ".mkv", path.suffix or ".mkv"]
+        extensions = [".mp4", ".mkv", path.suffix or ".mkv", clip_extension(path, copy=True)]
         stale += own_files(out_dir, clip_pattern(export.clip_template, path.stem, extensions))
     with stages.time("write", 0):
         if export.report:

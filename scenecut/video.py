@@ -54,6 +54,7 @@ class Probe:
     container_start: Fraction  # seconds; the origin of ffmpeg's -ss
     cfr: bool = True  # constant frame rate by the container's word: a gap in time is damage
     exact_count: bool = False  # frame_count_estimate is the container's own count
+    cut_short: bool = False  # an MPEG-TS file ending inside a packet: truncated
 
 
 # Demuxers that read other files or streams (playlists, protocols), still images or text: a
@@ -157,6 +158,10 @@ def _probe_open(path: Path, container: av.container.InputContainer) -> Probe:
     if not estimate and container.duration:
         estimate = round(Fraction(container.duration, 1_000_000) * fps)
     start = Fraction(container.start_time or 0, 1_000_000)
+    # MPEG-TS has no frame count to compare with; 188-byte packets (192 in M2TS) tell a
+    # truncated file instead.
+    size = path.stat().st_size
+    cut_short = container.format.name == "mpegts" and bool(size % 188 and size % 192)
     ctx = stream.codec_context
     return Probe(
         path=path,
@@ -170,6 +175,7 @@ def _probe_open(path: Path, container: av.container.InputContainer) -> Probe:
         container_start=start,
         cfr=cfr,
         exact_count=exact,
+        cut_short=cut_short,
     )
 
 
@@ -221,6 +227,28 @@ class Damage:
     fills: int = 0
     first_fill: int = -1  # frame number of the first filled frame
     jumps: int = 0
+    unknown_streams: int = 0  # packets of streams the header did not announce, skipped
+    varying: bool = False  # the frame rate turned out to vary: a count from duration is moot
+
+
+def _packets(path: Path, container, stream, damage: Damage) -> Iterator:
+    """``container.demux(stream)``, going on past packets of streams that appear mid-file
+    (damaged MPEG-TS tables announce new ones; PyAV raises ``IndexError`` for each)."""
+    while True:
+        try:
+            yield from container.demux(stream)
+            return
+        except IndexError:
+            damage.unknown_streams += 1
+            if damage.unknown_streams > 1000:
+                raise InputError(
+                    f"{path}: too many packets of unknown streams; the file is corrupt"
+                ) from None
+
+
+# A gap in a constant-frame-rate stream is filled only once this many regular frame steps
+# follow it: a second gap that soon means the rate varies (VFR video in a CFR container).
+CONFIRM_STEPS = 4
 
 
 def _frames(
@@ -231,67 +259,109 @@ def _frames(
     replaced by the frame before it, so later frame numbers are not shifted."""
     import av
 
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    nominal = 1 / (info.fps * info.time_base)  # one frame, in pts units
+    max_fill = MAX_FILL_SECONDS * info.fps
     index = 0
     origin: int | None = None
-    last_pts: int | None = None
-    nominal = 1 / (info.fps * info.time_base)  # one frame, in pts units
-    step = max(1, round(nominal))
-    max_fill = MAX_FILL_SECONDS * info.fps
-    previous: DecodedFrame | None = None
-    # AVI has no presentation times, only frame order: ffmpeg times its frames by dts, and the
-    # pts its parser makes up for B-frames packed into AVI go backwards. Clips are cut by
-    # ffmpeg, so frame times must be the ones ffmpeg sees.
-    by_dts = container.format.name == "avi"
+    last: tuple[int, av.VideoFrame] | None = None  # the frame before a gap: what fills it
+    held: list[tuple[int, av.VideoFrame]] = []  # frames after a gap not yet confirmed
+    gap: tuple[int, int] | None = None  # (pts before it, frames missing)
+    varying = damage.varying = not info.cfr
+
+    def emit(pts: int, frame: av.VideoFrame, key: bool) -> DecodedFrame:
+        nonlocal index
+        item = DecodedFrame(index, (pts - origin) * info.time_base, frame, key, pts)
+        index += 1
+        return item
+
+    def release(fill: bool) -> Iterator[DecodedFrame]:
+        nonlocal gap, last
+        if fill and gap is not None:
+            before, missing = gap
+            damage.filled_frames += missing
+            damage.fills += 1
+            if damage.first_fill < 0:
+                damage.first_fill = index
+            for k in range(1, missing + 1):
+                yield emit(before + round(k * nominal), last[1], False)
+        gap = None
+        for pts, frame in held:
+            last = (pts, frame)
+            yield emit(pts, frame, frame.key_frame)
+        held.clear()
+
     try:
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as exc:
-                damage.undecodable_packets += 1
-                log.debug("%s: skipped an undecodable packet (%s)", path, exc)
-                if damage.undecodable_packets > 1000:
-                    raise InputError(
-                        f"{path}: too many decoding errors; the file is corrupt"
-                    ) from exc
-                continue
-            for frame in frames:
-                pts = frame.dts if by_dts else frame.pts
-                if pts is None:
-                    pts = 0 if last_pts is None else last_pts + step
-                elif last_pts is not None and pts <= last_pts:
-                    # Missing or repeated timestamps: step one nominal frame forward.
-                    pts = last_pts + step
-                if origin is None:
-                    origin = pts
-                if previous is not None and info.cfr and pts - last_pts > 1.5 * nominal:
-                    missing = round((pts - last_pts) / nominal) - 1
-                    if missing > max_fill:
-                        damage.jumps += 1
-                    else:
-                        for k in range(1, missing + 1):
-                            fill_pts = last_pts + round(k * nominal)
-                            time = (fill_pts - origin) * info.time_base
-                            yield DecodedFrame(index, time, previous.frame, False, fill_pts)
-                            index += 1
-                        damage.filled_frames += missing
-                        damage.fills += 1
-                        if damage.first_fill < 0:
-                            damage.first_fill = index - missing
-                last_pts = pts
-                time = (pts - origin) * info.time_base
-                previous = DecodedFrame(index, time, frame, frame.key_frame, pts)
-                yield previous
-                index += 1
+        for pts, frame in _timed(path, container, damage):
+            if origin is None:
+                origin = pts
+            previous_pts = held[-1][0] if held else (last[0] if last else None)
+            jump = 0 if previous_pts is None else (pts - previous_pts) / nominal
+            if gap is not None:  # waiting to see whether the gap was damage
+                if jump > 1.5:
+                    varying = damage.varying = True  # a second gap this soon: the rate varies
+                    yield from release(fill=False)
+                else:
+                    held.append((pts, frame))
+                    if len(held) > CONFIRM_STEPS:
+                        yield from release(fill=True)
+                    continue
+            elif not varying and jump > 1.5:
+                missing = round(jump) - 1
+                if missing > max_fill:
+                    damage.jumps += 1
+                else:
+                    gap = (previous_pts, missing)
+                    held.append((pts, frame))
+                    continue
+            if gap is None and not held:
+                last = (pts, frame)
+                yield emit(pts, frame, frame.key_frame)
+            else:
+                held.append((pts, frame))
+        yield from release(fill=gap is not None)  # the end came before a second gap
     except av.error.FFmpegError as exc:
-        if index == 0:
+        if index == 0 and not held:
             raise InputError(f"{path}: cannot decode any frame ({exc})") from exc
+        yield from release(fill=gap is not None)
         log.warning("%s: decoding stopped early at frame %d (%s)", path, index, exc)
     finally:
         container.close()
     if index == 0:
         raise InputError(f"{path}: the video stream has no decodable frames (empty or corrupt)")
+
+
+def _timed(path: Path, container, damage: Damage) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(pts, frame)`` of every decodable frame, pts strictly increasing."""
+    import av
+
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    rate = stream.guessed_rate or stream.average_rate or 25
+    tb = stream.time_base
+    step = max(1, round(1 / (rate * tb))) if tb else 1
+    # AVI has no presentation times, only frame order: ffmpeg times its frames by dts, and the
+    # pts its parser makes up for B-frames packed into AVI go backwards. Clips are cut by
+    # ffmpeg, so frame times must be the ones ffmpeg sees.
+    by_dts = container.format.name == "avi"
+    last_pts: int | None = None
+    for packet in _packets(path, container, stream, damage):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            damage.undecodable_packets += 1
+            log.debug("%s: skipped an undecodable packet (%s)", path, exc)
+            if damage.undecodable_packets > 1000:
+                raise InputError(f"{path}: too many decoding errors; the file is corrupt") from exc
+            continue
+        for frame in frames:
+            pts = frame.dts if by_dts else frame.pts
+            if pts is None:
+                pts = 0 if last_pts is None else last_pts + step
+            elif last_pts is not None and pts <= last_pts:
+                # Missing or repeated timestamps: step one nominal frame forward.
+                pts = last_pts + step
+            last_pts = pts
+            yield pts, frame
 
 
 def damage_warnings(path: Path, info: Probe, damage: Damage, frame_count: int) -> list[str]:
@@ -300,6 +370,8 @@ def damage_warnings(path: Path, info: Probe, damage: Damage, frame_count: int) -
     Raises ``InputError`` when under 80% of the frames the container announces were decoded.
     """
     total = info.frame_count_estimate
+    if damage.varying and not info.exact_count:
+        total = 0  # frames x duration says nothing about a varying rate
     # An estimate from the duration can be a frame or two off; a count from the container not.
     short = total - frame_count > (0 if info.exact_count else max(2, total // 100))
     if total and frame_count < 0.8 * total:
@@ -323,6 +395,11 @@ def damage_warnings(path: Path, info: Probe, damage: Damage, frame_count: int) -
         notes.append(
             f"{path}: the timestamps jump forward by over {MAX_FILL_SECONDS} s "
             f"{damage.jumps} times; frame times follow the timestamps across the jumps"
+        )
+    if info.cut_short and not short:
+        notes.append(
+            f"{path}: the file ends inside a transport-stream packet: it was cut short, and "
+            "the frames after its end are missing"
         )
     if short:
         notes.append(

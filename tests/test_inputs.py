@@ -59,17 +59,43 @@ def test_clips_are_frame_exact_in_every_container(long_gop_film, tmp_path, suffi
     out = tmp_path / "out"
     code, output = _segment(str(source), "-o", str(out), "--save-clips", "--scenes", "4")
     assert code == 0, output
+    result = _assert_clips_exact(source, out)
+    assert result["video"]["frame_count"] == long_gop_film.frame_count
+    assert len(result["scenes"]) == 4
+
+
+def _assert_clips_exact(source: Path, out: Path) -> dict:
+    """Every clip holds exactly its scene's frames of ``source``; returns the JSON."""
     frames = _grey(source)
-    result = json.loads((out / "film.scenes.json").read_text())
-    assert result["video"]["frame_count"] == len(frames) == long_gop_film.frame_count
-    scenes = result["scenes"]
-    assert len(scenes) == 4
-    for scene in scenes:
-        clip = _grey(out / f"film-Scene-{scene['index'] + 1:03d}.mp4")
+    result = json.loads((out / f"{source.stem}.scenes.json").read_text())
+    assert result["video"]["frame_count"] == len(frames)
+    for scene in result["scenes"]:
+        clip = _grey(out / f"{source.stem}-Scene-{scene['index'] + 1:03d}.mp4")
         start, end = scene["start_frame"], scene["end_frame"]
         assert len(clip) == end - start, (scene, len(clip))
         errors = [float(np.abs(c - s).mean()) for c, s in zip(clip, frames[start:end], strict=True)]
         assert max(errors) < 6, (scene["index"], max(errors))
+    return result
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_variable_frame_rate_is_not_taken_for_damage(long_gop_film, scenecut_exe, tmp_path, suffix):
+    """30 frames at 25 fps, then one frame every 2/25 s: in Matroska (which states 25 fps) each
+    later step looked like a lost frame and was filled in, or the file was refused as 43% short."""
+    source = tmp_path / f"vfr{suffix}"
+    _ffmpeg("-i", str(long_gop_film.path), "-vf", "setpts='if(lt(N,30),N,30+(N-30)*2)/25/TB'",
+            "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "veryfast", "-an",
+            str(source))  # fmt: skip
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [scenecut_exe, "segment", str(source), "-o", str(out), "--save-clips", "--scenes", "3"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr
+    result = _assert_clips_exact(source, out)
+    assert result["video"]["vfr"] is True
 
 
 def test_raw_dv_uses_the_guessed_frame_rate(film, tmp_path):
@@ -231,3 +257,66 @@ def test_stdout_to_a_full_disk_is_one_line(film, scenecut_exe):
         )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip() == "error: cannot write to standard output (No space left on device)"
+
+
+def _fuzzcases():
+    """``bench/fuzzcases.py`` (the seeded corruptions of the reliability campaign), by path."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "fuzzcases.py"
+    spec = importlib.util.spec_from_file_location("bench_fuzzcases", path)
+    module = sys.modules.setdefault("bench_fuzzcases", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fuzz_ts(tmp_path_factory):
+    """The campaign's MPEG-TS clip (same generator settings, byte-repeatable)."""
+    path = tmp_path_factory.mktemp("ts") / "base.ts"
+    make_film(path, seed=14, n_scenes=4, shots_per_scene=(1, 2), shot_frames=(16, 26),
+              width=160, height=96, audio=True, threads=1)  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "amount", "seed"), [("bitflip", 64, 4835), ("truncate", 0.723, 0)]
+)
+def test_damaged_mpeg_ts_is_segmented_and_says_so(
+    fuzz_ts, scenecut_exe, tmp_path, kind, amount, seed
+):
+    """Bit flips in the TS tables announced a stream mid-file, and PyAV's demuxer raised
+    IndexError (exit 3); a TS cut short lost a quarter of its frames without a word (TS has no
+    frame count: a file that ends inside a 188-byte packet was cut short)."""
+    fuzzcases = _fuzzcases()
+    damaged = tmp_path / "damaged.ts"
+    damaged.write_bytes(fuzzcases.Corruption(kind, amount, seed).apply(fuzz_ts.read_bytes()))
+    assert fuzzcases.decodable_frames(damaged) < fuzzcases.decodable_frames(fuzz_ts)
+    proc = subprocess.run(
+        [scenecut_exe, "segment", str(damaged), "--stdout", "-q"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings and all("damaged.ts" in line for line in warnings), proc.stderr
+    assert any("frame" in line for line in warnings)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png"])
+@pytest.mark.parametrize("copy", [False, True])
+def test_clips_of_odd_sized_animations(film, tmp_path, suffix, copy):
+    """x264 refused the odd 161x97 frames of a GIF or APNG (exit 1 after the decode); a copied
+    APNG named .png went to the single-image muxer."""
+    source = tmp_path / f"odd{suffix}"
+    encode = ["-i", str(film.path), "-vf", "scale=161:97", "-frames:v", "60"]
+    _ffmpeg(*encode, *(["-f", "apng", "-plays", "0"] if suffix == ".png" else []), str(source))
+    out = tmp_path / "out"
+    code, output = _segment(
+        str(source), "-o", str(out), "--save-clips", *(["--copy"] if copy else [])
+    )
+    assert code == 0, output
+    scenes = json.loads((out / "odd.scenes.json").read_text())["scenes"]
+    clips = sorted(p for p in out.iterdir() if "-Scene-" in p.name)
+    assert len(clips) == len(scenes) >= 1
+    for clip in clips:
+        assert len(_grey(clip)) >= 1

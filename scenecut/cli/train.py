@@ -28,9 +28,13 @@ app = typer.Typer(
 )
 
 _ENCODERS = ", ".join(f"{name} ({note})" if note else name for name, note in ENCODERS.items())
-Gpus = Annotated[int, typer.Option(help="GPUs on this node (one process each, NCCL).", min=0)]
-Procs = Annotated[int, typer.Option(help="CPU processes (gloo) when there is no GPU.", min=1)]
-Nodes = Annotated[int, typer.Option(help="Machines in the run.", min=1)]
+Gpus = Annotated[
+    int, typer.Option(help="GPUs on this node (one process each, NCCL).", min=0, max=1024)
+]
+Procs = Annotated[
+    int, typer.Option(help="CPU processes (gloo) when there is no GPU.", min=1, max=1024)
+]
+Nodes = Annotated[int, typer.Option(help="Machines in the run.", min=1, max=100_000)]
 NodeRank = Annotated[int, typer.Option(help="This machine's index, 0..nodes-1.", min=0)]
 Addr = Annotated[str, typer.Option(help="Address of node 0.")]
 Port = Annotated[int, typer.Option(help="Port on node 0.", min=1, max=65535)]

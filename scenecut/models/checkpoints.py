@@ -107,9 +107,21 @@ def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
     if not path.is_file():
         raise InputError(f"model file {path} does not exist")
     if path.suffix != ".safetensors":
-        return import_checkpoint(path)
-    state, config, _ = _read_safetensors(path, tensors=True)
+        state, config = import_checkpoint(path)
+    else:
+        state, config, _ = _read_safetensors(path, tensors=True)
+    check_finite(state, path)
     return state, config
+
+
+def check_finite(state: dict[str, torch.Tensor], path: Path | str) -> None:
+    """``InputError`` for weights holding NaN or infinity: a network built from them scores
+    every gap NaN (and the JSON written from that is not JSON)."""
+    import torch
+
+    for name, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise InputError(f"{path}: weight {name} holds NaN or infinite values; refused")
 
 
 MAX_HEADER = 16 << 20  # a safetensors header: ~40 KB for BaSSL's 400 tensors
@@ -507,8 +519,11 @@ def read_any(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig, st
     path = Path(path)
     if path.suffix == ".safetensors" and _has_config(path):
         state, config, _ = _read_safetensors(path, tensors=True)
-        return state, config, "scenecut"
-    return convert_checkpoint(read_checkpoint(path), str(path))
+        source = "scenecut"
+    else:
+        state, config, source = convert_checkpoint(read_checkpoint(path), str(path))
+    check_finite(state, path)
+    return state, config, source
 
 
 def _has_config(path: Path) -> bool:

@@ -21,6 +21,12 @@ from scenecut.video import ffmpeg_exe
 
 DEFAULT_TEMPLATE = "$VIDEO_NAME-Scene-$SCENE_NUMBER"
 TEMPLATE_MACROS = ("VIDEO_NAME", "SCENE_NUMBER", "START_FRAME", "END_FRAME")
+# H.264 in 4:2:0 needs even sizes: an odd width or height (a 161x97 GIF) loses its last column
+# or row, as the keyframes do.
+EVEN = "crop=trunc(iw/2)*2:trunc(ih/2)*2"
+# A stream copy keeps the container, named by the source's suffix; a few suffixes name a muxer
+# that cannot take a copied stream.
+COPY_SUFFIXES = {".png": ".apng", "": ".mkv"}
 REENCODE_ARGS = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "22", "-pix_fmt", "yuv420p"]
 
 
@@ -28,6 +34,14 @@ def _decimal(seconds: Fraction) -> str:
     """Seconds with 6 decimals, truncated, for ffmpeg's command line."""
     us = math.floor(seconds * 1_000_000)
     return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+def clip_extension(source: Path, copy: bool) -> str:
+    """``.mp4`` for re-encoded clips; for stream copies the source's container."""
+    if not copy:
+        return ".mp4"
+    suffix = source.suffix.lower()
+    return COPY_SUFFIXES.get(suffix, source.suffix)
 
 
 def clip_names(result: SegmentResult, template: str, extension: str) -> list[str]:
@@ -126,7 +140,8 @@ def _ffmpeg_args(video: VideoInfo, scene: Scene, copy: bool) -> list[str]:
         *("-i", source),
         *("-map", "0:v:0", "-map", "0:a?", "-sn"),
         *("-frames:v", str(scene.length), "-t", _decimal(duration)),
-        *("-vf", f"trim=start={_decimal(lead - margin)},setpts=PTS-STARTPTS", *REENCODE_ARGS),
+        *("-vf", f"trim=start={_decimal(lead - margin)},setpts=PTS-STARTPTS,{EVEN}"),
+        *REENCODE_ARGS,
     ]
     if video.vfr:
         # Keep the source's timestamps; the default 1/fps encoder clock merges VFR frames.
@@ -220,7 +235,7 @@ def export_clips(
     one ``ExportError`` lists the failures.
     """
     video = result.video
-    extension = (video.path.suffix or ".mkv") if copy else ".mp4"
+    extension = clip_extension(video.path, copy)
     targets = [out_dir / name for name in clip_names(result, template, extension)]
     if not overwrite:
         refuse_existing(targets)

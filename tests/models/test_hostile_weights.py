@@ -181,6 +181,11 @@ def make_hostile(folder: Path, marker: Path) -> dict[str, Path]:
     st("wrong-dtype", {**state, "head_sbd.weight": torch.zeros(2, 64, dtype=torch.int8)})
     st("bool-weights", {**state, "head_sbd.weight": torch.zeros(2, 64, dtype=torch.bool)})
     st("no-config", state, None)
+    # Right everything, but not numbers: every boundary score came out NaN, written into the
+    # JSON as NaN (not JSON), exit 0
+    nan = {**state, "head_sbd.weight": torch.full((2, 64), float("nan"))}
+    st("nan-weights", nan)
+    pt("inf-weights", {**state, "head_sbd.bias": torch.tensor([float("inf"), 0.0])})
     good = folder / "good.safetensors"
     save_file(state, str(good), metadata={METADATA_KEY: TINY.to_json()})
     raw("truncated.safetensors", good.read_bytes()[: good.stat().st_size // 2])
@@ -291,6 +296,8 @@ HOSTILE = [
     "absolute",
     "symlink",
     "truncated.tar.gz",
+    "nan-weights",
+    "inf-weights",
 ]
 
 

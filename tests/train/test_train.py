@@ -623,6 +623,8 @@ def test_cli_full_disk_is_one_line_exit_1_and_leaves_no_temporary(
         (["--set", "epochs=abc"], "epochs"),
         (["--set", "lr=fast"], "lr"),
         (["--procs", "0"], "--procs"),
+        (["--procs", "99999"], "--procs"),
+        (["extract", "--nodes", "99999999999999999999"], "--nodes"),
         (["--gpus", "-1"], "--gpus"),
         (["--nodes", "2", "--node-rank", "2"], "--node-rank"),
         (["--master-port", "70000"], "--master-port"),
