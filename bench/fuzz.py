@@ -586,7 +586,11 @@ def _odd(key: str, copy: bool):
             source, name = ctx.src / "base.mp4", ODD_NAMES[key]
         (d / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, d / name)
-        ext = (Path(name).suffix or ".mkv") if copy else ".mp4"
+        ext = (
+            ({".png": ".apng"}.get(Path(name).suffix, Path(name).suffix) or ".mkv")
+            if copy
+            else ".mp4"
+        )
         extra = ("--copy",) if copy else ()
         segment_case(ctx, run, d, name, extra=extra, clip_ext=ext, accuracy=not copy)
 

@@ -48,13 +48,15 @@ def check_writable(out_dir: Path) -> None:
         raise OutputError(f"cannot write to {existing}; choose another output directory with -o")
 
 
-def make_dir(path: Path) -> None:
+def make_dir(
+    path: Path, what: str = "output directory", advice: str = "choose another with -o"
+) -> None:
+    """``path`` and its parents; ``OutputError`` saying what to do if they cannot be made."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(
-            f"cannot create output directory {path} ({exc.strerror or exc}); choose another with -o"
-        ) from exc
+        reason = exc.strerror or exc
+        raise OutputError(f"cannot create {what} {path} ({reason}); {advice}") from None
 
 
 @functools.cache

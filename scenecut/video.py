@@ -228,7 +228,7 @@ class Damage:
     first_fill: int = -1  # frame number of the first filled frame
     jumps: int = 0
     unknown_streams: int = 0  # packets of streams the header did not announce, skipped
-    varying: bool = False  # the frame rate turned out to vary: a count from duration is moot
+    unfilled_gaps: int = 0  # jumps in the timestamps of a stream said to be CFR, left as they are
 
 
 def _packets(path: Path, container, stream, damage: Damage) -> Iterator:
@@ -246,9 +246,11 @@ def _packets(path: Path, container, stream, damage: Damage) -> Iterator:
                 ) from None
 
 
-# A gap in a constant-frame-rate stream is filled only once this many regular frame steps
-# follow it: a second gap that soon means the rate varies (VFR video in a CFR container).
+# Gaps in a constant-frame-rate stream are filled only once this many regular frame steps
+# follow them; gaps close together are one damaged stretch, but more than MAX_GAPS of them
+# without regular steps between means the rate varies (VFR video in a CFR container).
 CONFIRM_STEPS = 4
+MAX_GAPS = 8
 
 
 def _frames(
@@ -263,10 +265,12 @@ def _frames(
     max_fill = MAX_FILL_SECONDS * info.fps
     index = 0
     origin: int | None = None
-    last: tuple[int, av.VideoFrame] | None = None  # the frame before a gap: what fills it
-    held: list[tuple[int, av.VideoFrame]] = []  # frames after a gap not yet confirmed
-    gap: tuple[int, int] | None = None  # (pts before it, frames missing)
-    varying = damage.varying = not info.cfr
+    last: tuple[int, av.VideoFrame] | None = None  # the latest frame read
+    # A damaged stretch not yet confirmed: frames read, and gaps (pts before, frames missing,
+    # the frame that fills them), in order.
+    held: list[tuple] = []
+    gaps = regular = 0  # in the stretch: gaps, and regular steps since the last one
+    varying = not info.cfr
 
     def emit(pts: int, frame: av.VideoFrame, key: bool) -> DecodedFrame:
         nonlocal index
@@ -275,54 +279,54 @@ def _frames(
         return item
 
     def release(fill: bool) -> Iterator[DecodedFrame]:
-        nonlocal gap, last
-        if fill and gap is not None:
-            before, missing = gap
-            damage.filled_frames += missing
-            damage.fills += 1
-            if damage.first_fill < 0:
-                damage.first_fill = index
-            for k in range(1, missing + 1):
-                yield emit(before + round(k * nominal), last[1], False)
-        gap = None
-        for pts, frame in held:
-            last = (pts, frame)
-            yield emit(pts, frame, frame.key_frame)
+        nonlocal gaps, regular
+        for entry in held:
+            if entry[0] == "frame":
+                yield emit(entry[1], entry[2], entry[2].key_frame)
+            elif fill:
+                _, before, missing, filler = entry
+                damage.filled_frames += missing
+                damage.fills += 1
+                if damage.first_fill < 0:
+                    damage.first_fill = index
+                for k in range(1, missing + 1):
+                    yield emit(before + round(k * nominal), filler, False)
+            else:
+                damage.unfilled_gaps += 1
         held.clear()
+        gaps = regular = 0
 
     try:
         for pts, frame in _timed(path, container, damage):
             if origin is None:
                 origin = pts
-            previous_pts = held[-1][0] if held else (last[0] if last else None)
-            jump = 0 if previous_pts is None else (pts - previous_pts) / nominal
-            if gap is not None:  # waiting to see whether the gap was damage
-                if jump > 1.5:
-                    varying = damage.varying = True  # a second gap this soon: the rate varies
-                    yield from release(fill=False)
-                else:
-                    held.append((pts, frame))
-                    if len(held) > CONFIRM_STEPS:
-                        yield from release(fill=True)
-                    continue
-            elif not varying and jump > 1.5:
+            jump = 0 if last is None else (pts - last[0]) / nominal
+            if jump > 1.5 and info.cfr:
                 missing = round(jump) - 1
                 if missing > max_fill:
                     damage.jumps += 1
+                elif varying:
+                    damage.unfilled_gaps += 1
                 else:
-                    gap = (previous_pts, missing)
-                    held.append((pts, frame))
-                    continue
-            if gap is None and not held:
-                last = (pts, frame)
-                yield emit(pts, frame, frame.key_frame)
+                    held.append(("gap", last[0], missing, last[1]))
+                    gaps, regular = gaps + 1, 0
+                    if gaps > MAX_GAPS:  # gap after gap: the frame rate varies
+                        varying = True
+                        yield from release(fill=False)
+            elif held:
+                regular += 1
+            last = (pts, frame)
+            if held:
+                held.append(("frame", pts, frame))
+                if regular >= CONFIRM_STEPS:
+                    yield from release(fill=True)
             else:
-                held.append((pts, frame))
-        yield from release(fill=gap is not None)  # the end came before a second gap
+                yield emit(pts, frame, frame.key_frame)
+        yield from release(fill=True)  # the end came inside a damaged stretch
     except av.error.FFmpegError as exc:
         if index == 0 and not held:
             raise InputError(f"{path}: cannot decode any frame ({exc})") from exc
-        yield from release(fill=gap is not None)
+        yield from release(fill=True)
         log.warning("%s: decoding stopped early at frame %d (%s)", path, index, exc)
     finally:
         container.close()
@@ -370,13 +374,17 @@ def damage_warnings(path: Path, info: Probe, damage: Damage, frame_count: int) -
     Raises ``InputError`` when under 80% of the frames the container announces were decoded.
     """
     total = info.frame_count_estimate
-    if damage.varying and not info.exact_count:
-        total = 0  # frames x duration says nothing about a varying rate
+    # Many jumps in the timestamps: the frame rate varies (VFR video in a container that states
+    # one rate), and frames x duration says nothing about how many frames there are.
+    varying = not info.cfr or damage.unfilled_gaps > max(4, frame_count // 10)
+    if varying and not info.exact_count:
+        total = 0
     # An estimate from the duration can be a frame or two off; a count from the container not.
     short = total - frame_count > (0 if info.exact_count else max(2, total // 100))
-    if total and frame_count < 0.8 * total:
+    decoded = frame_count - damage.filled_frames
+    if total and decoded < 0.8 * total:
         raise InputError(
-            f"{path}: only {frame_count} of the {total} frames the container announces could be "
+            f"{path}: only {decoded} of the {total} frames the container announces could be "
             "decoded; the file is truncated or corrupt"
         )
     notes = []
@@ -390,6 +398,11 @@ def damage_warnings(path: Path, info: Probe, damage: Damage, frame_count: int) -
         notes.append(
             f"{path}: {_count(damage.undecodable_packets, 'damaged packets')} could not be "
             "decoded; frames near them may be missing or damaged"
+        )
+    if damage.unfilled_gaps and not varying:
+        notes.append(
+            f"{path}: the timestamps skip {_count(damage.unfilled_gaps, 'times')}: frames are "
+            "missing there (damage too close together to fill; frame times follow the timestamps)"
         )
     if damage.jumps:
         notes.append(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -50,12 +51,21 @@ def long_gop_film(tmp_path_factory):
                      width=160, height=96, audio=True, gop=1000)  # fmt: skip
 
 
-@pytest.mark.parametrize("suffix", [".ts", ".mkv", ".mov", ".flv", ".avi", ".mp4"])
-def test_clips_are_frame_exact_in_every_container(long_gop_film, tmp_path, suffix):
+MPEG4_AVI = ["-c:v", "mpeg4", "-q:v", "4", "-g", "12", "-c:a", "mp2"]  # a keyframe every 12
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec"),
+    [(s, ["-c", "copy"]) for s in (".ts", ".mkv", ".mov", ".flv", ".avi", ".mp4")]
+    + [(".avi", MPEG4_AVI)],
+    ids=["ts", "mkv", "mov", "flv", "avi", "mp4", "avi-mpeg4"],
+)
+def test_clips_are_frame_exact_in_every_container(long_gop_film, tmp_path, suffix, codec):
     """MPEG-TS clips began 96-110 frames late (the seek landed past the keyframe); FLV's first
-    clip began at the second keyframe; AVI with B-frames timed frames one off."""
+    clip began at the second keyframe; AVI with B-frames timed frames one off; in AVI's 1/25
+    time base a seek half a frame early rounded to the frame before a keyframe."""
     source = tmp_path / f"film{suffix}"
-    _ffmpeg("-i", str(long_gop_film.path), "-c", "copy", str(source))
+    _ffmpeg("-i", str(long_gop_film.path), *codec, str(source))
     out = tmp_path / "out"
     code, output = _segment(str(source), "-o", str(out), "--save-clips", "--scenes", "4")
     assert code == 0, output
@@ -132,7 +142,7 @@ def test_rotated_video_is_described_and_shown_upright(film, tmp_path):
 @pytest.fixture(scope="module")
 def webm_film(tmp_path_factory):
     folder = tmp_path_factory.mktemp("webm")
-    truth = make_film(folder / "film.mp4", seed=3, n_scenes=5, shots_per_scene=(1, 2),
+    truth = make_film(folder / "film.mp4", seed=3, n_scenes=8, shots_per_scene=(1, 2),
                       shot_frames=(20, 30), width=160, height=96)  # fmt: skip
     webm = folder / "film.webm"
     _ffmpeg("-i", str(truth.path), "-c:v", "libvpx", "-b:v", "400k", "-g", "25", str(webm))
@@ -272,34 +282,47 @@ def _fuzzcases():
 
 
 @pytest.fixture(scope="module")
-def fuzz_ts(tmp_path_factory):
-    """The campaign's MPEG-TS clip (same generator settings, byte-repeatable)."""
-    path = tmp_path_factory.mktemp("ts") / "base.ts"
-    make_film(path, seed=14, n_scenes=4, shots_per_scene=(1, 2), shot_frames=(16, 26),
-              width=160, height=96, audio=True, threads=1)  # fmt: skip
-    return path
+def fuzz_clips(tmp_path_factory):
+    """The campaign's clip in MPEG-TS and Matroska (same generator settings, byte-repeatable)."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    for suffix in (".ts", ".mkv"):
+        make_film(folder / f"base{suffix}", seed=14, n_scenes=4, shots_per_scene=(1, 2),
+                  shot_frames=(16, 26), width=160, height=96, audio=True, threads=1)  # fmt: skip
+    return folder
 
 
 @pytest.mark.parametrize(
-    ("kind", "amount", "seed"), [("bitflip", 64, 4835), ("truncate", 0.723, 0)]
+    ("suffix", "kind", "amount", "seed"),
+    [
+        (".ts", "bitflip", 64, 4835),
+        (".ts", "truncate", 0.723, 0),
+        (".ts", "zero", 1, 9679),
+        (".mkv", "zero", 1, 9592),
+        (".mkv", "truncate", 0.907, 0),
+    ],
 )
-def test_damaged_mpeg_ts_is_segmented_and_says_so(
-    fuzz_ts, scenecut_exe, tmp_path, kind, amount, seed
+def test_damaged_files_from_the_campaign_are_segmented_and_say_so(
+    fuzz_clips, scenecut_exe, tmp_path, suffix, kind, amount, seed
 ):
-    """Bit flips in the TS tables announced a stream mid-file, and PyAV's demuxer raised
-    IndexError (exit 3); a TS cut short lost a quarter of its frames without a word (TS has no
-    frame count: a file that ends inside a 188-byte packet was cut short)."""
+    """Found by bench/fuzz.py: bit flips in TS tables announced a stream mid-file and PyAV's
+    demuxer raised IndexError (exit 3); a TS cut short lost a quarter of its frames without a
+    word (TS has no frame count: it ends inside a 188-byte packet); a zeroed block leaves two
+    gaps close together (a lost B-frame, then the lost cluster), which were taken for a
+    varying frame rate, so nothing was filled or said."""
     fuzzcases = _fuzzcases()
-    damaged = tmp_path / "damaged.ts"
-    damaged.write_bytes(fuzzcases.Corruption(kind, amount, seed).apply(fuzz_ts.read_bytes()))
-    assert fuzzcases.decodable_frames(damaged) < fuzzcases.decodable_frames(fuzz_ts)
+    source = fuzz_clips / f"base{suffix}"
+    damaged = tmp_path / f"damaged{suffix}"
+    damaged.write_bytes(fuzzcases.Corruption(kind, amount, seed).apply(source.read_bytes()))
+    decodable = fuzzcases.decodable_frames(damaged)
+    assert decodable < fuzzcases.decodable_frames(source)
     proc = subprocess.run(
         [scenecut_exe, "segment", str(damaged), "--stdout", "-q"], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
-    assert warnings and all("damaged.ts" in line for line in warnings), proc.stderr
-    assert any("frame" in line for line in warnings)
+    assert warnings and all(damaged.name in line for line in warnings), proc.stderr
+    assert any(re.search(r"\bframes?\b", line) for line in warnings)
+    assert json.loads(proc.stdout)["decoded_frames"] == decodable
 
 
 @pytest.mark.parametrize("suffix", [".gif", ".png"])

@@ -159,7 +159,9 @@ def extract(
     encoder: Annotated[str, typer.Option(help="Checkpoint path, weights name, or effnet-lite0.")],
     out: Annotated[Path, typer.Option(help="Feature folder: one .npy per film.")],
     split: Annotated[str, typer.Option(help="Which films.")] = "pretrain",
-    batch_size: Annotated[int, typer.Option(help="Shots per network call.", min=1)] = 32,
+    batch_size: Annotated[
+        int, typer.Option(help="Shots per network call.", min=1, max=100_000)
+    ] = 32,
     workers: Annotated[int, typer.Option(help="Loader processes.", min=0)] = 2,
     precision: PrecisionOption = "auto",
     gpus: Gpus = 0,

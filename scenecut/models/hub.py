@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from scenecut.errors import InputError, OutputError, ScenecutError, UsageError
+from scenecut.errors import InputError, ScenecutError, UsageError
+from scenecut.files import make_dir
 from scenecut.models import archives
 from scenecut.models.config import IMAGENET_MEAN, IMAGENET_STD, PARTS
 
@@ -398,13 +399,7 @@ def import_weights(path: str | os.PathLike, name: str, overwrite: bool = False) 
 
 
 def _make_dir(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot create {folder} ({exc.strerror or exc}); "
-            "set SCENECUT_HOME to a writable folder"
-        ) from None
+    make_dir(folder, "folder", "set SCENECUT_HOME to a writable folder")
 
 
 def download_timeout() -> float:

@@ -118,14 +118,16 @@ def _ffmpeg_args(video: VideoInfo, scene: Scene, copy: bool) -> list[str]:
         ]
     # Seek a little early so that rounded timestamps cannot drop the scene's first frame; ffmpeg
     # decodes from the keyframe before and discards frames before the seek point. CFR times are
-    # computed (index / fps), so allow half a frame; VFR scene starts are the decoded pts, but a
+    # computed (index / fps), so allow a quarter of a frame (half a frame is the point where a
+    # 1/fps time base rounds either way: AVI's clips began a frame early); VFR scene starts are
+    # the decoded pts, but a
     # VFR frame may be much shorter than 1 / fps, so allow 1 ms. The audio before the scene is
     # trimmed and both streams are shifted to start at 0.
     # The seek goes to the keyframe the scene's first frame decodes from (found while decoding):
     # in a container without an index (MPEG-TS) a seek to the scene itself can land past that
     # keyframe, and the clip would start at the next one. The frames between the keyframe and
     # the scene are then trimmed by their timestamps.
-    margin = 1 / (2 * video.fps)
+    margin = 1 / (4 * video.fps)
     if video.vfr:
         margin = min(margin, Fraction(1, 1000))
     keyframe = _keyframe_before(video.keyframe_times, video.time_of(scene.start))

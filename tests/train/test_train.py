@@ -639,6 +639,7 @@ def test_cli_full_disk_is_one_line_exit_1_and_leaves_no_temporary(
         (["--set", "checkpoint_every=0"], "checkpoint_every"),
         (["--set", "micro_batch=-4"], "--micro-batch"),
         (["extract", "--batch-size", "0"], "--batch-size"),
+        (["extract", "--batch-size", "99999999999999999999"], "--batch-size"),
         (["extract", "--workers", "-1"], "--workers"),
         (["pretrain", "--set", "pretext.mask_prob=abc"], "pretext.mask_prob"),
     ],
