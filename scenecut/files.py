@@ -37,15 +37,21 @@ def check_writable(out_dir: Path) -> None:
 
     Creates nothing, so it can run before a long job without leaving an empty directory behind.
     """
-    existing = out_dir.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _existing_parent(out_dir)
     if not existing.is_dir():
         raise OutputError(
             f"cannot create output directory {out_dir}: {existing} is not a directory"
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to {existing}; choose another output directory with -o")
+
+
+def _existing_parent(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest existing ancestor (absolute)."""
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
 
 
 def make_dir(
@@ -122,11 +128,8 @@ def write_json(path: Path, data, *, sort_keys: bool = False) -> None:
 def check_names(paths: list[Path]) -> None:
     """``OutputError`` for a file name longer than the file system allows (before any work)."""
     for path in paths:
-        existing = path.parent.absolute()
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
         try:
-            limit = os.pathconf(existing, "PC_NAME_MAX")
+            limit = os.pathconf(_existing_parent(path.parent), "PC_NAME_MAX")
         except (OSError, ValueError):
             limit = 255
         if len(os.fsencode(path.name)) > limit:

@@ -318,8 +318,8 @@ def segment_to_files(
     if not writes_files:
         return FilesResult(result, [], text)
     with OutputSet(out_dir, overwrite=export.overwrite) as unit:
-        finals, stale = _write_outputs(result, export, out_dir, unit, progress, stages)
-        unit.commit(finals, stale if export.overwrite else [])
+        finals = _write_outputs(result, export, out_dir, unit, progress, stages)
+        unit.commit(finals, _earlier_outputs(path, export, out_dir) if export.overwrite else [])
     stages.wall += time.perf_counter() - start
     return FilesResult(result, finals, text)
 
@@ -331,12 +331,10 @@ def _write_outputs(
     unit: OutputSet,
     progress: Progress | None,
     stages: Stages,
-) -> tuple[list[Path], list[Path]]:
-    """Write every output into ``unit``'s folder; their final paths, and the earlier outputs
-    of the same kinds in ``out_dir`` (stale unless written again)."""
+) -> list[Path]:
+    """Write every output into ``unit``'s folder; returns their final paths."""
     path = result.video.path
     staged: list[Path] = []
-    stale: list[Path] = []
     with stages.time("write"):
         if not export.to_stdout:
             staged += write_results(result, unit.dir, export.formats, overwrite=True)
@@ -355,8 +353,6 @@ def _write_outputs(
                 overwrite=True,
                 progress=on_clip,
             )
-        extensions = [".mp4", ".mkv", path.suffix or ".mkv", clip_extension(path, copy=True)]
-        stale += own_files(out_dir, clip_pattern(export.clip_template, path.stem, extensions))
     with stages.time("write", 0):
         if export.report:
             final = report_path(path, out_dir)
@@ -366,5 +362,16 @@ def _write_outputs(
             staged += save_images(
                 result, unit.dir, per=export.images_per, count=export.save_images, overwrite=True
             )
-            stale += own_files(out_dir, image_pattern(path.stem))
-    return [out_dir / p.name for p in staged], stale
+    return [out_dir / p.name for p in staged]
+
+
+def _earlier_outputs(path: Path, export: ExportOptions, out_dir: Path) -> list[Path]:
+    """This video's numbered clips and images in ``out_dir`` (an earlier run's, of the kinds
+    this run writes): the ones this run does not write again are stale."""
+    earlier: list[Path] = []
+    if export.save_clips:
+        extensions = [".mp4", ".mkv", path.suffix or ".mkv", clip_extension(path, copy=True)]
+        earlier += own_files(out_dir, clip_pattern(export.clip_template, path.stem, extensions))
+    if export.save_images:
+        earlier += own_files(out_dir, image_pattern(path.stem))
+    return earlier

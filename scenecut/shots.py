@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, TypeVar
 from scenecut.errors import UsageError
 from scenecut.profile import Stages
 from scenecut.result import Shot, VideoInfo
-from scenecut.video import Damage, DecodedFrame, damage_warnings, decode, scaled_size
+from scenecut.video import (
+    Damage,
+    DecodedFrame,
+    damage_warnings,
+    decode,
+    scaled_size,
+    upright_size,
+)
 
 if TYPE_CHECKING:
     import av
@@ -182,7 +189,7 @@ def detect_shots(
         if first_pts is None:
             first_pts = Fraction(item.pts) * probe.time_base
             turns = rotation_turns(item.frame)
-            collector.turn(turns, keyframe_height)
+            collector.turn(turns, upright_size(probe.width, probe.height, keyframe_height, turns))
         start = clock()
         cuts = det.process_frame(FrameTimecode(item.index, fps=probe.fps), image)
         stages.add("detect", clock() - start)
@@ -428,13 +435,9 @@ class _KeyframeCollector:
     def _capacity(self, frame: _Frame) -> int:
         return max(4, min(_SAMPLES_PER_SHOT, _SAMPLE_BYTES // frame.i420.nbytes))
 
-    def turn(self, turns: int, keyframe_height: int) -> None:
-        """Keyframes are turned upright, ``keyframe_height`` high as shown."""
-        self.turns = turns
-        if turns % 2:
-            width, height = self.size
-            shown_w, shown_h = scaled_size(height, width, keyframe_height)
-            self.size = (shown_h, shown_w)  # scaled in the coded orientation, then turned
+    def turn(self, turns: int, size: tuple[int, int]) -> None:
+        """Keyframes are scaled to ``size`` (coded orientation), then turned upright."""
+        self.turns, self.size = turns, size
 
     def add_cut(self, frame: int) -> None:
         if frame <= 0 or frame in self.cuts:

@@ -187,6 +187,15 @@ def scaled_size(width: int, height: int, target_height: int) -> tuple[int, int]:
     return w, target_height - target_height % 2
 
 
+def upright_size(width: int, height: int, target_height: int, turns: int) -> tuple[int, int]:
+    """The coded-orientation size to scale a ``width`` x ``height`` frame to, so that turned
+    ``turns`` quarter turns upright it is ``target_height`` high (``scaled_size`` rules)."""
+    if turns % 2 == 0:
+        return scaled_size(width, height, target_height)
+    shown_w, shown_h = scaled_size(height, width, target_height)
+    return shown_h, shown_w
+
+
 @dataclass
 class DecodedFrame:
     index: int
@@ -297,7 +306,7 @@ def _frames(
         gaps = regular = 0
 
     try:
-        for pts, frame in _timed(path, container, damage):
+        for pts, frame in _timed(path, container, info, damage):
             if origin is None:
                 origin = pts
             jump = 0 if last is None else (pts - last[0]) / nominal
@@ -334,15 +343,15 @@ def _frames(
         raise InputError(f"{path}: the video stream has no decodable frames (empty or corrupt)")
 
 
-def _timed(path: Path, container, damage: Damage) -> Iterator[tuple[int, av.VideoFrame]]:
+def _timed(
+    path: Path, container, info: Probe, damage: Damage
+) -> Iterator[tuple[int, av.VideoFrame]]:
     """``(pts, frame)`` of every decodable frame, pts strictly increasing."""
     import av
 
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    rate = stream.guessed_rate or stream.average_rate or 25
-    tb = stream.time_base
-    step = max(1, round(1 / (rate * tb))) if tb else 1
+    step = max(1, round(1 / (info.fps * info.time_base)))  # one frame, in pts units
     # AVI has no presentation times, only frame order: ffmpeg times its frames by dts, and the
     # pts its parser makes up for B-frames packed into AVI go backwards. Clips are cut by
     # ffmpeg, so frame times must be the ones ffmpeg sees.

@@ -12,7 +12,7 @@ from scenecut.errors import InputError, UsageError
 from scenecut.files import atomic_write, check_writable, refuse_existing
 from scenecut.result import SegmentResult
 from scenecut.shots import rotation_turns
-from scenecut.video import decode, scaled_size
+from scenecut.video import decode, upright_size
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,8 @@ def extract_frames(
             if turns is None:  # frames are turned upright, ``height`` high as shown
                 turns = rotation_turns(item.frame)
                 size = (probe.width, probe.height)
-                if height is not None and turns % 2:
-                    size = scaled_size(probe.height, probe.width, height)[::-1]
-                elif height is not None:
-                    size = scaled_size(probe.width, probe.height, height)
+                if height is not None:
+                    size = upright_size(probe.width, probe.height, height, turns)
             if item.index in frames:
                 image = item.frame.to_image(width=size[0], height=size[1])
                 if turns:
