@@ -86,7 +86,7 @@ LAUNCHER = (
     "    for name, record in list(hub.REGISTRY.items()):\n"
     "        if record.url:\n"
     "            url = os.environ['FUZZ_WEIGHTS_BASE'] + '/' + record.filename\n"
-    "            hub.REGISTRY[name] = dataclasses.replace(record, url=url)\n"
+    "            hub.REGISTRY[name] = dataclasses.replace(record, urls=(url,))\n"
     "except Exception as exc:\n"
     "    print(f'fuzz-launcher: cannot redirect the registry: {exc!r}', file=sys.stderr)\n"
     "    sys.exit(99)\n"
@@ -953,7 +953,7 @@ SERVER_MODES = (
     "wrong-bytes",
     "empty",
 )
-PULLED = ("resnet50-imagenet-v1", "modelscope-bassl")  # with a hash prefix; with no hash at all
+PULLED = ("resnet50-imagenet-v1", "bassl")  # with a hash prefix; with no hash at all
 
 
 class Misbehaving(http.server.BaseHTTPRequestHandler):

@@ -1,13 +1,17 @@
-"""Scene-segmentation metrics, computed exactly as the reference papers' code computes them.
+"""Scene-segmentation metrics, each computed exactly as its paper's own code computes it.
 
 Every function is pure: numpy arrays in, numbers out. Conventions (MovieNet-SSeg, BaSSL, LGSS):
 ``labels[i] = 1`` means "a scene ends after shot i" (a boundary lies between shot i and i + 1);
 ``probs[i]`` is the predicted probability of that. The last shot of a film carries no label.
-Where papers disagree on a definition, both versions exist here under explicit names:
+The papers disagree on definitions, so each number carries its paper's name:
 
-- ``average_precision`` pooled over every shot gap of every film is BaSSL's "AP" (and LGSS's
-  "AP"); ``mean_average_precision`` averages per-film AP (LGSS's "mAP", SCRL's "AP").
-- ``f1_score`` pooled is BaSSL's F1; SCRL reports the per-film mean (``mean_f1_score``).
+- BaSSL (``finetune/utils/metric.py``): AP is scikit-learn's AP pooled over every gap of every
+  film; F1 pooled at ``prob >= 0.5`` (torchmetrics); Recall, Recall@3s and mIoU per film at
+  ``argmax`` (``prob > 0.5``), averaged. LGSS (``lgss/utilis``) computes these last three the
+  same way.
+- LGSS "mAP" (``get_mAP_seq``): each film's AP rounded to 2 decimals, averaged.
+- SCRL (``SceneSeg/main.py``, ``inference``): AP and F1 per film (``prob > 0.5``, 1e-5 added to
+  precision, recall and F1), averaged over every film, one without a boundary included.
 """
 
 from __future__ import annotations
@@ -24,31 +28,34 @@ from scenecut.result import pick_boundaries
 RECALL_SHOTS = 5  # Recall@3s looks this many shots either side of a true boundary
 RECALL_SECONDS = 3.0
 RECALL_FPS = 24.0  # hard-coded by the reference code, whatever the film's real rate
+SCRL_EPS = 1e-5
+LGSS_DECIMALS = 2
 
 
 def average_precision(labels: Sequence[int], probs: Sequence[float]) -> float:
-    """Step-wise AP = sum_n (R_n - R_{n-1}) P_n over the distinct score thresholds, highest
-    first (scikit-learn's ``average_precision_score``; no interpolation). NaN without
-    positives."""
-    y = np.asarray(labels, dtype=np.int64).ravel()
-    p = np.nan_to_num(np.asarray(probs, dtype=np.float64).ravel())
-    positives = int(y.sum())
-    if positives == 0:
+    """scikit-learn's ``average_precision_score`` (the one all three papers call), step by step:
+    sum_n (R_n - R_{n-1}) P_n over the distinct scores, highest first, ties entering together;
+    NaNs read as 0 (the papers' ``nan_to_num``). 0.0 when no label is 1, as scikit-learn >= 1.1
+    returns; NaN for no gaps at all (scikit-learn refuses)."""
+    y = np.nan_to_num(np.asarray(labels, dtype=np.float64)).ravel() == 1
+    p = np.nan_to_num(np.asarray(probs, dtype=np.float64)).ravel()
+    if y.size == 0:
         return float("nan")
-    order = np.argsort(-p, kind="mergesort")
+    order = np.argsort(-p, kind="stable")
     y, p = y[order], p[order]
-    # One operating point per distinct score: ties enter together.
     last_of_tie = np.r_[np.nonzero(np.diff(p))[0], y.size - 1]
-    tp = np.cumsum(y)[last_of_tie]
-    predicted = last_of_tie + 1
-    precision = tp / predicted
-    recall = tp / positives
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    tps = np.cumsum(y, dtype=np.float64)[last_of_tie]
+    precision = tps / (last_of_tie + 1)
+    recall = tps / tps[-1] if tps[-1] else np.ones_like(tps)
+    # scikit-learn's own order of operations, so the sums agree to the last bit
+    precision = np.r_[precision[::-1], 1.0]
+    recall = np.r_[recall[::-1], 0.0]
+    return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
 
 
 def f1_score(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> float:
-    """Binary F1 of the boundary class with ``prob >= threshold`` as a boundary (0 if nothing
-    is predicted or present)."""
+    """BaSSL's F1 (torchmetrics ``F1()`` on the boundary probability): binary F1 of the boundary
+    class with ``prob >= threshold`` a boundary; 0 if nothing is predicted or present."""
     y = np.asarray(labels, dtype=bool).ravel()
     pred = np.asarray(probs, dtype=np.float64).ravel() >= threshold
     tp = int((y & pred).sum())
@@ -56,8 +63,27 @@ def f1_score(labels: Sequence[int], probs: Sequence[float], threshold: float = 0
     return 2 * tp / denominator if denominator else 0.0
 
 
+def scrl_f1(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> float:
+    """SCRL's F1 of one film: ``prob > threshold`` a boundary, and 1e-5 added to the
+    denominators of recall, precision and F1."""
+    y = np.asarray(labels, dtype=bool).ravel()
+    pred = np.nan_to_num(np.asarray(probs, dtype=np.float64).ravel()) > threshold
+    tp = int((y & pred).sum())
+    recall_ = tp / (int(y.sum()) + SCRL_EPS)
+    precision = tp / (int(pred.sum()) + SCRL_EPS)
+    return 2 * recall_ * precision / (recall_ + precision + SCRL_EPS)
+
+
+def lgss_ap(labels: Sequence[int], probs: Sequence[float]) -> float:
+    """One film's term of LGSS's mAP: its AP rounded to 2 decimals. The reference rounds
+    scikit-learn's numpy float with ``round(ap, 2)``, i.e. ``np.round`` (half to even after
+    scaling: 0.025 -> 0.02, where Python's ``round`` gives 0.03)."""
+    return float(np.round(np.float64(average_precision(labels, probs)), LGSS_DECIMALS))
+
+
 def recall(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> float:
-    """Share of true boundaries predicted (``prob > threshold``, i.e. argmax); 0 without any."""
+    """Share of true boundaries predicted (``prob > threshold``, i.e. argmax); 0 without any
+    (scikit-learn's ``recall_score``)."""
     y = np.asarray(labels, dtype=bool).ravel()
     pred = np.asarray(probs, dtype=np.float64).ravel() > threshold
     return float((y & pred).sum() / y.sum()) if y.any() else 0.0
@@ -92,9 +118,10 @@ def recall_at_seconds(
 def scene_spans(
     labels: Sequence[int], shot_frames: Sequence[tuple[int, int]], *, keep_trailing: bool = False
 ) -> list[tuple[int, int]]:
-    """Frame spans ``(first shot's start, last shot's end)`` of the scenes a boundary sequence
-    makes. LGSS's ``get_pair_list`` drops the shots after the last boundary
-    (``keep_trailing=False``, the benchmark's choice); ModelScope keeps them as a last scene."""
+    """Spans ``(first shot's start, last shot's end)`` of the scenes a boundary sequence makes,
+    in the units of ``shot_frames``. LGSS's ``get_pair_list`` drops the shots after the last
+    boundary (``keep_trailing=False``, the benchmark's choice); ModelScope keeps them as a
+    last scene."""
     spans: list[tuple[int, int]] = []
     first = 0
     for i, label in enumerate(labels):
@@ -125,20 +152,31 @@ def miou(
     probs: Sequence[float],
     shot_frames: Sequence[tuple[int, int]],
     threshold: float = 0.5,
-) -> float:
-    """LGSS/MovieNet mIoU of one film: mean of (true -> predicted) and (predicted -> true)
-    coverage of scene spans; 0 when nothing is predicted a boundary."""
+) -> float | None:
+    """LGSS/BaSSL mIoU of one film: mean of (true -> predicted) and (predicted -> true)
+    coverage of scene spans, ``shot_frames`` being each shot's first and *last* frame as
+    ``shot_movie318`` stores them. 0 when nothing is predicted a boundary; else None when the
+    film has no true boundary (the references then return None for the whole metric)."""
     pred = [int(p > threshold) for p in probs]
     if not any(pred):
         return 0.0
+    if not any(labels):
+        return None
     truth_spans = scene_spans(labels, shot_frames)
     pred_spans = scene_spans(pred, shot_frames)
     return 0.5 * (_coverage(truth_spans, pred_spans) + _coverage(pred_spans, truth_spans))
 
 
+def inclusive_spans(shots: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Half-open ``[start, end)`` shot ranges as ``(first, last)`` frames, the layout of
+    ``shot_movie318`` that mIoU reads."""
+    return [(start, end - 1) for start, end in shots]
+
+
 @dataclass(frozen=True)
 class Film:
-    """One film's per-gap labels and probabilities and its shot frame spans."""
+    """One film's per-gap labels and probabilities, and its shots' ``(first, last)`` frames
+    (inclusive, as ``shot_movie318``; see ``inclusive_spans``)."""
 
     name: str
     labels: Sequence[int]
@@ -148,32 +186,56 @@ class Film:
 
 @dataclass(frozen=True)
 class Scores:
-    """Metrics over a set of films, all as fractions in [0, 1] (papers print x100)."""
+    """Each paper's numbers over a set of films, as fractions in [0, 1] (papers print x100).
 
-    ap: float  # pooled over all gaps (BaSSL "AP")
-    mean_ap: float  # per-film AP averaged (LGSS "mAP", SCRL "AP")
-    f1: float  # pooled at the threshold (BaSSL "F1")
-    mean_f1: float  # per-film F1 averaged (SCRL "F1")
-    miou: float  # per-film LGSS mIoU averaged
-    recall: float  # per-film recall averaged
-    recall_at_3s: float  # per-film Recall@3s averaged
+    ``ap`` .. ``recall_at_3s`` are BaSSL's (LGSS's mIoU, Recall and Recall@3s are the same
+    numbers); ``lgss_map`` is LGSS's "mAP"; ``mean_ap`` and ``mean_f1`` are SCRL's "AP" and "F1".
+    """
+
+    ap: float  # BaSSL "AP": pooled over all gaps
+    f1: float  # BaSSL "F1": pooled, prob >= threshold
+    miou: float | None  # BaSSL/LGSS "mIoU": per film, averaged; None as the references give it
+    recall: float  # BaSSL/LGSS "Recall": per film, averaged
+    recall_at_3s: float  # BaSSL/LGSS "Recall@3s": per film, averaged
+    lgss_map: float  # LGSS "mAP": per-film AP rounded to 2 decimals, averaged
+    mean_ap: float  # SCRL "AP": per-film AP averaged, a film without boundary counting 0
+    mean_f1: float  # SCRL "F1": per-film F1 (prob > threshold, 1e-5 epsilons) averaged
     films: int
     gaps: int
 
+    def by_paper(self) -> dict:
+        """JSON-ready: each number under its paper's name (NaN written as null)."""
+
+        def clean(value):
+            return None if value is None or value != value else value
+
+        return {
+            "bassl": {
+                "ap": clean(self.ap),
+                "f1": clean(self.f1),
+                "miou": clean(self.miou),
+                "recall": clean(self.recall),
+                "recall_3s": clean(self.recall_at_3s),
+            },
+            "lgss": {"map": clean(self.lgss_map)},
+            "scrl": {"ap": clean(self.mean_ap), "f1": clean(self.mean_f1)},
+            "films": self.films,
+            "gaps": self.gaps,
+        }
+
 
 def score_films(films: Sequence[Film], threshold: float = 0.5) -> Scores:
-    """All metrics over ``films``, each with the reference's own pooling."""
+    """All metrics over ``films``, each with its reference's own pooling. The references fix
+    the threshold at 0.5; ``threshold`` moves every one of them."""
     if not films:
         raise ValueError("no films to score")
     labels = np.concatenate([np.asarray(f.labels, dtype=np.int64) for f in films])
     probs = np.concatenate([np.asarray(f.probs, dtype=np.float64) for f in films])
-    per_film_ap = [average_precision(f.labels, f.probs) for f in films]
+    mious = [miou(f.labels, f.probs, f.shot_frames, threshold) for f in films]
     return Scores(
         ap=average_precision(labels, probs),
-        mean_ap=float(np.nanmean(per_film_ap)) if not np.all(np.isnan(per_film_ap)) else 0.0,
         f1=f1_score(labels, probs, threshold),
-        mean_f1=float(np.mean([f1_score(f.labels, f.probs, threshold) for f in films])),
-        miou=float(np.mean([miou(f.labels, f.probs, f.shot_frames, threshold) for f in films])),
+        miou=None if None in mious else float(np.mean(mious)),
         recall=float(np.mean([recall(f.labels, f.probs, threshold) for f in films])),
         recall_at_3s=float(
             np.mean(
@@ -185,6 +247,9 @@ def score_films(films: Sequence[Film], threshold: float = 0.5) -> Scores:
                 ]
             )
         ),
+        lgss_map=float(np.mean([lgss_ap(f.labels, f.probs) for f in films])),
+        mean_ap=float(np.mean([average_precision(f.labels, f.probs) for f in films])),
+        mean_f1=float(np.mean([scrl_f1(f.labels, f.probs, threshold) for f in films])),
         films=len(films),
         gaps=int(labels.size),
     )
@@ -243,7 +308,7 @@ def evaluate_video(result, truth_starts_s: Sequence[float], tolerance_s: float =
         video.path.name,
         labels,
         result.boundary_scores,
-        [(s.start, s.end) for s in result.shots],
+        inclusive_spans([(s.start, s.end) for s in result.shots]),
     )
     scores = score_films([film], threshold=result.settings.threshold)
     predicted = [float(video.time_of(scene.start)) for scene in result.scenes[1:]]
@@ -295,8 +360,7 @@ def report_dict(result, evaluation: VideoEvaluation) -> dict:
             "f1": evaluation.f1,
             "unreachable": evaluation.unreachable,
         },
-        # NaN (e.g. AP of a film without boundaries) is not JSON: write null.
-        "gaps": {k: None if v != v else v for k, v in asdict(evaluation.scores).items()},
+        "gaps": evaluation.scores.by_paper(),
         "boundaries": [{**asdict(m), "offset_s": m.offset_s} for m in evaluation.boundaries],
     }
 
@@ -389,11 +453,14 @@ def pr_plot_png(points: Sequence[SweepPoint], current: float, title: str) -> byt
 
 @dataclass(frozen=True)
 class FilmScores:
+    """One film's terms of the per-film averages."""
+
     name: str
     shots: int
     boundaries: int  # true boundaries (label-1 gaps)
-    ap: float
-    f1: float
+    ap: float  # scikit-learn AP (SCRL's term; LGSS rounds it to 2 decimals); 0 without boundary
+    scrl_f1: float  # SCRL's F1 of the film
+    miou: float | None  # LGSS/BaSSL mIoU of the film (None: no true boundary, some predicted)
 
 
 @dataclass(frozen=True)
@@ -409,14 +476,18 @@ class SplitEvaluation:
     frame_spans: bool  # False: the tree has no shot frame ranges; mIoU/Recall@3s count shots
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready data (a per-film AP without any true boundary is null)."""
-        import math
+        """Plain JSON-ready data, each split-level number under its paper's name."""
         from dataclasses import asdict
 
-        data = asdict(self)
-        for film in data["films"]:
-            film.update({k: None for k in ("ap", "f1") if math.isnan(film[k])})
-        return data
+        return {
+            "root": self.root,
+            "split": self.split,
+            "model": self.model,
+            "threshold": self.threshold,
+            "frame_spans": self.frame_spans,
+            "scores": self.scores.by_paper(),
+            "films": [asdict(f) for f in self.films],
+        }
 
 
 def evaluate_split(
@@ -446,12 +517,15 @@ def evaluate_split(
         for start in range(0, movie.num_shots, chunk):
             stop = min(start + chunk, movie.num_shots)
             images = [
-                _fit_height(tree.load_keyframes(movie.video_id, shot), scorer.keyframe_height)
+                _keyframes(tree.load_keyframes(movie.video_id, shot), scorer)
                 for shot in range(start, stop)
             ]
             embeddings.append(scorer.embed(np.stack(images)))
         probs = np.asarray(scorer.score(np.concatenate(embeddings)), dtype=np.float64)
-        shot_frames = list(movie.shots) if spans else [(i, i + 1) for i in range(movie.num_shots)]
+        # Without frame ranges, shot i stands for the span (i, i + 1): mIoU counts shots.
+        shot_frames = (
+            inclusive_spans(movie.shots) if spans else [(i, i + 1) for i in range(movie.num_shots)]
+        )
         film = Film(movie.video_id, list(movie.labels), probs.tolist(), shot_frames)
         films.append(film)
         per_film.append(
@@ -460,7 +534,8 @@ def evaluate_split(
                 movie.num_shots,
                 int(sum(movie.labels)),
                 average_precision(film.labels, film.probs),
-                f1_score(film.labels, film.probs, threshold),
+                scrl_f1(film.labels, film.probs, threshold),
+                miou(film.labels, film.probs, film.shot_frames, threshold),
             )
         )
         if progress:
@@ -474,6 +549,17 @@ def evaluate_split(
         per_film,
         spans,
     )
+
+
+def _keyframes(images: np.ndarray, scorer) -> np.ndarray:
+    """A shot's keyframes as ``scorer`` takes them: through its own ``prepare`` (a learned
+    model's resize and crop, on the pixels as stored), else scaled to its keyframe height."""
+    import numpy as np
+
+    prepare = getattr(scorer, "prepare", None)
+    if prepare is None:
+        return _fit_height(images, scorer.keyframe_height)
+    return np.stack([prepare(image) for image in images])
 
 
 def _fit_height(images: np.ndarray, height: int) -> np.ndarray:

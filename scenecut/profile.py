@@ -22,7 +22,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "decode": ("decode", "PyAV demuxing and decoding"),
     "downscale": ("decode", "small BGR frames for the shot detector"),
     "detect": ("main", "the shot detector (PySceneDetect)"),
-    "keyframes": ("main", "copying candidate keyframes and scaling the chosen ones"),
+    "keyframes": ("main", "copying candidate keyframes, scaling the chosen ones"),
     "embed": ("embed", "the shot encoder on each batch of keyframes"),
     "embed wait": ("main", "waiting for the encoder (its queue was full, or at the end)"),
     "score": ("main", "boundary scores and scene choice"),

@@ -118,6 +118,11 @@ def scenes_from_boundaries(
     return scenes
 
 
+# The boundary threshold when neither the user nor the model gives one: the papers' argmax,
+# ``P(boundary) > 0.5`` (BaSSL, SCRL, LGSS).
+DEFAULT_THRESHOLD = 0.5
+
+
 def pick_boundaries(
     scores: list[float],
     shot_frames: list[tuple[int, int]],
@@ -128,19 +133,25 @@ def pick_boundaries(
 ) -> list[int]:
     """Choose boundary gaps, strongest first, keeping every scene >= ``min_scene_frames`` long.
 
+    A gap is a boundary when its score is strictly above ``threshold``, both taken as float32
+    like ModelScope's ``pred > save_threshold`` on the network's float32 probabilities: a model's
+    0.8 (0.800000011920929 once widened to a Python float) does not pass a threshold of 0.8.
     With ``scenes`` set, the threshold is ignored and the ``scenes - 1`` strongest admissible gaps
     are taken (fewer if the constraint leaves fewer).
     """
+    import numpy as np
+
     n = len(shot_frames)
     if n < 2:
         return []
     start, end = shot_frames[0][0], shot_frames[-1][1]
     order = sorted(range(n - 1), key=lambda g: (-scores[g], g))
+    above = (np.asarray(scores[: n - 1], dtype=np.float32) > np.float32(threshold)).tolist()
     chosen: list[int] = []
     cut_frames = [start, end]
     wanted = None if scenes is None else max(0, scenes - 1)
     for gap in order:
-        if wanted is None and scores[gap] <= threshold:
+        if wanted is None and not above[gap]:
             break
         if wanted is not None and len(chosen) >= wanted:
             break

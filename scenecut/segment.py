@@ -29,7 +29,13 @@ from scenecut.output.formats import check_formats, result_paths, to_json, write_
 from scenecut.output.images import image_pattern, save_images
 from scenecut.output.report import report_path, video_href, write_report
 from scenecut.profile import Stages
-from scenecut.result import SegmentResult, Settings, pick_boundaries, scenes_from_boundaries
+from scenecut.result import (
+    DEFAULT_THRESHOLD,
+    SegmentResult,
+    Settings,
+    pick_boundaries,
+    scenes_from_boundaries,
+)
 from scenecut.shots import check_detector, detect_shots
 
 if TYPE_CHECKING:
@@ -51,14 +57,16 @@ class SegmentOptions:
     detector_threshold: float | None = None
     min_shot_seconds: float = 0.6
     inference: InferenceOptions = field(default_factory=InferenceOptions)
-    threshold: float = 0.5
+    # A gap is a boundary when its score is above this; None: the model's own threshold (the
+    # ModelScope BaSSL's 0.8), else ``DEFAULT_THRESHOLD``
+    threshold: float | None = None
     scenes: int | None = None
     min_scene_seconds: float = 0.0
 
     def check(self) -> None:
         check_detector(self.detector, self.detector_threshold)
         self.inference.check()
-        if not 0.0 <= self.threshold <= 1.0:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"--threshold must be between 0 and 1, got {self.threshold}")
         if self.scenes is not None and self.scenes < 1:
             raise UsageError(f"--scenes must be at least 1, got {self.scenes}")
@@ -70,6 +78,13 @@ class SegmentOptions:
                 raise UsageError(
                     f"{option} must be a number of seconds from 0 to {MAX_SECONDS}, got {seconds}"
                 )
+
+    def threshold_for(self, scorer: Scorer) -> float:
+        """The threshold in force with ``scorer``: ours, else the model's own, else the default."""
+        if self.threshold is not None:
+            return self.threshold
+        own = getattr(scorer, "default_threshold", None)
+        return DEFAULT_THRESHOLD if own is None else own
 
     def replace(self, **changes) -> SegmentOptions:
         """A copy with ``changes`` to its fields or to its inference's (``model="classic"``)."""
@@ -135,6 +150,9 @@ def segment(
             threshold=options.detector_threshold,
             min_shot_seconds=options.min_shot_seconds,
             keyframe_height=scorer.keyframe_height,
+            # A learned model prepares its own input from the full-size frame (its resize and
+            # crop); the training-free encoders take small keyframes.
+            prepare=getattr(scorer, "prepare", None),
             on_shot=on_shot,
             progress=on_frames,
             stages=stages,
@@ -153,10 +171,11 @@ def segment(
                 "(NaN or infinite); its weights or its precision are broken (try --precision fp32)"
             )
         min_scene_frames = round(options.min_scene_seconds * video.fps)
+        threshold = options.threshold_for(scorer)
         boundaries = pick_boundaries(
             scores,
             [(s.start, s.end) for s in shots],
-            threshold=options.threshold,
+            threshold=threshold,
             scenes=options.scenes,
             min_scene_frames=min_scene_frames,
         )
@@ -165,7 +184,7 @@ def segment(
         detector_threshold=options.detector_threshold,
         min_shot_frames=round(options.min_shot_seconds * video.fps),
         model=scorer.name,
-        threshold=options.threshold,
+        threshold=threshold,
         scenes=options.scenes,
         min_scene_frames=min_scene_frames,
     )

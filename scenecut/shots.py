@@ -1,8 +1,9 @@
 """Shot detection and keyframe collection in a single decode pass.
 
-This is the only module that imports PySceneDetect. Its detectors see small BGR frames (about
-256 px wide, as PySceneDetect's own auto-downscale does); keyframes are taken from the same decoded
-frames at the resolution the scorer asks for, so the file is decoded exactly once.
+This is the only module that imports PySceneDetect. Its detectors see the small BGR frames its
+own command line makes (the longer side auto-downscaled to about 256 px); keyframes are taken
+from the same decoded frames (``scenecut.keyframes``), so the file is read through once (only
+the middle frame of a shot too long to keep in memory is decoded a second time).
 """
 
 from __future__ import annotations
@@ -15,17 +16,19 @@ import threading
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from scenecut.errors import UsageError
+from scenecut.keyframes import KeyframeCollector, ShotKeyframes
 from scenecut.profile import Stages
 from scenecut.result import Shot, VideoInfo
 from scenecut.video import (
     Damage,
     DecodedFrame,
+    Rewind,
     damage_warnings,
     decode,
     scaled_size,
@@ -45,19 +48,30 @@ R = TypeVar("R")
 class Detector:
     """A shot detector ``--detector`` can name: its class (PySceneDetect's, or "module:Class"
     for one with the same interface elsewhere), the name and default of its threshold argument,
-    and what ``--help`` says of it."""
+    and what ``--help`` says of it. ``options`` are further arguments to its class: those of
+    PySceneDetect's ``detect-*`` command where they differ from the class's own defaults, so that
+    a detector finds the cuts ``scenedetect`` finds."""
 
     cls: str
     threshold_arg: str
     default_threshold: float
     note: str = ""
     probability: bool = False  # the threshold is a probability, in (0, 1)
+    options: dict[str, object] = field(default_factory=dict)
 
 
 DETECTORS: dict[str, Detector] = {
     "adaptive": Detector("AdaptiveDetector", "adaptive_threshold", 3.0),
     "content": Detector("ContentDetector", "threshold", 27.0),
-    "threshold": Detector("ThresholdDetector", "threshold", 12.0, "fades"),
+    "threshold": Detector(
+        "ThresholdDetector",
+        "threshold",
+        12.0,
+        "fades",
+        # detect-threshold's add-last-scene and min-out-length: a video that ends faded out
+        # ends its last shot where the fade-out began.
+        options={"add_final_scene": True, "min_out_length": "0.1s"},
+    ),
     "histogram": Detector("HistogramDetector", "threshold", 0.20),
     "hash": Detector("HashDetector", "threshold", 0.35),
     "transnetv2": Detector(
@@ -68,19 +82,8 @@ DETECTORS: dict[str, Detector] = {
         probability=True,
     ),
 }
-DETECTION_WIDTH = 256  # PySceneDetect's DEFAULT_MIN_WIDTH
-KEYFRAMES_PER_SHOT = 3
-_SAMPLES_PER_SHOT = 16  # bounded buffer of candidate middle keyframes per open shot...
+DETECTION_WIDTH = 256  # PySceneDetect's DEFAULT_MIN_WIDTH, for the longer side
 _QUEUE_BYTES = 40 << 20  # decoded frames queued for the detector
-_SAMPLE_BYTES = 96 << 20  # ...fewer when their full-size copies would pass this (4K: 7)
-
-
-@dataclass(frozen=True)
-class ShotKeyframes:
-    """A finished shot and its keyframes: ``images`` is ``[3, H, W, 3]`` uint8 RGB."""
-
-    shot: Shot
-    images: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class ShotDetection:
     video: VideoInfo
     shots: list[Shot]
     decoded_frames: int
+    rewound: int = 0  # middle keyframes decoded a second time (shots too long to keep)
+    inexact: int = 0  # keyframes not found again: the nearest kept frame stands in
 
 
 def detector_help() -> str:
@@ -125,6 +130,7 @@ def make_detector(name: str, threshold: float | None, min_shot_frames: int):
     kwargs = {
         detector.threshold_arg: detector.default_threshold if threshold is None else threshold,
         "min_scene_len": min_shot_frames,
+        **detector.options,
     }
     return getattr(importlib.import_module(module or "scenedetect.detectors"), class_name)(**kwargs)
 
@@ -136,6 +142,7 @@ def detect_shots(
     threshold: float | None = None,
     min_shot_seconds: float = 0.6,
     keyframe_height: int = 128,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     on_shot: Callable[[ShotKeyframes], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     stages: Stages | None = None,
@@ -143,9 +150,10 @@ def detect_shots(
     """Decode ``path`` once: detect shot cuts and hand each finished shot's keyframes to
     ``on_shot`` (in shot order, as soon as the shot is known to be complete).
 
-    Keyframes follow MovieNet: the shot's first frame, its middle frame and its last frame. For
-    shots longer than the candidate buffer, the middle keyframe is the buffered frame nearest the
-    exact middle. ``progress(frames_done, frames_estimated)`` is called every few frames.
+    Keyframes follow MovieNet: the shot's first frame, its middle frame and its last frame
+    (``keyframes.keyframe_indices``), scaled to ``keyframe_height`` rows, or with ``prepare``
+    full-size RGB handed to it (a model's own resize and crop).
+    ``progress(frames_done, frames_estimated)`` is called every few frames.
     ``stages`` collects busy seconds per stage (decode, downscale, detect, keyframes).
     """
     import time
@@ -157,10 +165,11 @@ def detect_shots(
     min_frames = max(1, round(min_shot_seconds * probe.fps))
     det = make_detector(detector, threshold, min_frames)
     lag = int(det.event_buffer_length)
-    det_w, det_h = _detection_size(probe.width, probe.height)
     kf_w, kf_h = scaled_size(probe.width, probe.height, keyframe_height)
     stages = stages if stages is not None else Stages()
-    collector = _KeyframeCollector((kf_w, kf_h), probe.fps, on_shot, stages)
+    collector = KeyframeCollector(
+        (kf_w, kf_h), probe.fps, on_shot, stages, prepare=prepare, rewind=Rewind(path)
+    )
 
     ring: deque[DecodedFrame] = deque()
     total = probe.frame_count_estimate
@@ -169,7 +178,7 @@ def detect_shots(
     # Decoding and downscaling run in a thread (PyAV and swscale release the GIL) while this
     # thread runs the detector: the two stages overlap, as in PySceneDetect.
     # A detector may make its own input from the decoded frame (TransNetV2 takes 48x27 pixels).
-    small = getattr(det, "detection_image", None) or _DetectionImages(det_w, det_h)
+    small = getattr(det, "detection_image", None) or _DetectionImages(probe.width, probe.height)
     clock = time.perf_counter
 
     def downscale(item: DecodedFrame) -> tuple[DecodedFrame, np.ndarray]:
@@ -212,6 +221,7 @@ def detect_shots(
     while ring:
         collector.push(ring.popleft())
     shots = collector.finish(frame_count)
+    collector.rewind.close()
     if progress:
         progress(frame_count, frame_count)
 
@@ -232,59 +242,9 @@ def detect_shots(
         frame_times=times,
         keyframe_times=keyframe_times,
     )
-    return ShotDetection(video, shots, frame_count - damage.filled_frames)
-
-
-@dataclass
-class _Frame:
-    """A decoded frame reduced to its planar YUV 4:2:0 pixels (``[H * 3 / 2, W]`` uint8), so
-    the decoder's own frame is released at once (holding decoder frames slows decoding)."""
-
-    index: int
-    time: Fraction
-    i420: np.ndarray
-
-    def keyframe(self, width: int, height: int) -> np.ndarray:
-        """RGB at ``width`` x ``height`` (both even), pixel-averaged."""
-        import cv2
-        import numpy as np
-
-        h = self.i420.shape[0] * 2 // 3
-        w = self.i420.shape[1]
-        # The chroma planes are h/2 rows of w/2 each, laid out flat after the luma: taken by
-        # element count, since h/2 rows need not fill whole rows of w (640x266: 133 rows).
-        flat = self.i420.reshape(-1)
-        luma, chroma = h * w, (h // 2) * (w // 2)
-        planes = (
-            (flat[:luma].reshape(h, w), width, height),
-            (flat[luma : luma + chroma].reshape(h // 2, w // 2), width // 2, height // 2),
-            (flat[luma + chroma :].reshape(h // 2, w // 2), width // 2, height // 2),
-        )
-        small = [_shrink(p, pw, ph) for p, pw, ph in planes]
-        i420 = np.concatenate([p.reshape(-1) for p in small]).reshape(height * 3 // 2, width)
-        return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
-
-
-def _shrink(plane: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``plane`` pixel-averaged to ``width`` x ``height``.
-
-    A large plane is first averaged over whole power-of-two blocks (OpenCV's fast path) down to
-    at least twice the target, then to the target: on 4K one keyframe takes 5 ms, not 30.
-    """
-    import cv2
-
-    h, w = plane.shape
-    k = 1
-    while (
-        w % (2 * k) == 0
-        and h % (2 * k) == 0
-        and w // (2 * k) >= 2 * width
-        and h // (2 * k) >= 2 * height
-    ):
-        k *= 2
-    if k > 1:
-        plane = cv2.resize(plane, (w // k, h // k), interpolation=cv2.INTER_AREA)
-    return cv2.resize(plane, (width, height), interpolation=cv2.INTER_AREA)
+    return ShotDetection(
+        video, shots, frame_count - damage.filled_frames, collector.rewound, collector.inexact
+    )
 
 
 def rotation_turns(frame: av.VideoFrame) -> int:
@@ -329,62 +289,54 @@ def _in_thread(items: Iterator[T], work: Callable[[T], R], depth: int = 8) -> It
                 thread.join(0.01)
 
 
-class _LazyFrame:
-    """Copies a decoder frame into a ``_Frame`` on first use only."""
-
-    def __init__(self, decoded: DecodedFrame, stages: Stages):
-        self.decoded: DecodedFrame | None = decoded
-        self.frame: _Frame | None = None
-        self.stages = stages
-
-    def get(self) -> _Frame:
-        if self.frame is None:
-            with self.stages.time("keyframes", 0):
-                d = self.decoded
-                self.frame = _Frame(d.index, d.time, _i420(d.frame))
-                self.decoded = None
-        return self.frame
-
-
 class _DetectionImages:
-    """Small BGR frames for the detector.
+    """Small BGR frames for the detector, made as PySceneDetect makes them, to the pixel.
 
-    swscale's fast bilinear downscale gives the same cut lists as PySceneDetect's own full-size
-    conversion + ``cv2.resize`` (checked on the shared clips), so its detectors' thresholds keep
-    their meaning. One reformatter serves every frame: it keeps its scaling context, which
-    ``VideoFrame.reformat`` would build anew per frame (0.25 against 0.42 ms per 720p frame).
+    As ``scenedetect`` does: the whole frame in BGR (swscale, which OpenCV's decoder also calls),
+    turned upright as OpenCV turns it, then ``cv2.resize`` (linear) by the auto-downscale factor
+    of the longer side. With these pixels its detectors find the cuts ``scenedetect`` finds;
+    swscale's fast bilinear scaling straight to the small size (cheaper from 1080p up: 0.4 against
+    2.4 ms per 4K frame) changed the hash detector's cuts on most real clips and the content and
+    histogram detectors' on some.
+    One reformatter serves every frame: it keeps its scaling context, which
+    ``VideoFrame.reformat`` would build anew per frame.
     """
 
     def __init__(self, width: int, height: int):
         from av.video.reformatter import VideoReformatter
 
-        self.width, self.height = width, height
+        self.factor = _downscale_factor(width, height)
         self.reformatter = VideoReformatter()
+        self.turns: int | None = None  # taken from the first frame, as OpenCV takes the stream's
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        return self.reformatter.reformat(
-            frame,
-            width=self.width,
-            height=self.height,
-            format="bgr24",
-            interpolation="FAST_BILINEAR",
+        import cv2
+
+        # SWS_BICUBIC is OpenCV's flag: plain YUV 4:2:0 converts the same under any flag, but
+        # layouts swscale resamples (NV12) differ by up to 100 levels under another.
+        image = self.reformatter.reformat(
+            frame, format="bgr24", interpolation="BICUBIC"
         ).to_ndarray()
+        if self.turns is None:
+            self.turns = rotation_turns(frame)
+        if self.turns:
+            image = cv2.rotate(image, _CV2_TURNS[self.turns])
+        if self.factor > 1:
+            h, w = image.shape[:2]
+            size = (max(1, round(w / self.factor)), max(1, round(h / self.factor)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        return image
 
 
-def _i420(frame: av.VideoFrame) -> np.ndarray:
-    """Planar YUV 4:2:0 pixels of a PyAV frame (a copy); other formats are converted first."""
-    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
-        return frame.to_ndarray()
-    w, h = frame.width - frame.width % 2 or 2, frame.height - frame.height % 2 or 2
-    return frame.reformat(width=w, height=h, format="yuv420p").to_ndarray()
+# Quarter turns counter-clockwise -> cv2.rotate's code.
+_CV2_TURNS = {1: 2, 2: 1, 3: 0}  # ROTATE_90_COUNTERCLOCKWISE, ROTATE_180, ROTATE_90_CLOCKWISE
 
 
-def _detection_size(width: int, height: int) -> tuple[int, int]:
-    """PySceneDetect's auto-downscale size (about 256 px wide)."""
+def _downscale_factor(width: int, height: int) -> float:
+    """PySceneDetect's auto-downscale factor: the longer side becomes about 256 px (1: none)."""
     from scenedetect.scene_manager import compute_downscale_factor
 
-    factor = compute_downscale_factor(width, DETECTION_WIDTH)
-    return max(1, round(width / factor)), max(1, round(height / factor))
+    return compute_downscale_factor(max(width, height), DETECTION_WIDTH)
 
 
 def _frame_duration(item: DecodedFrame, fps: Fraction, time_base: Fraction) -> Fraction:
@@ -400,116 +352,3 @@ def _is_vfr(starts: dict[int, Fraction], fps: Fraction, frames: int, end: Fracti
     half = 1 / (2 * fps)
     checks = [*starts.items(), (frames, end)]
     return any(abs(t - Fraction(i) / fps) > half for i, t in checks)
-
-
-class _KeyframeCollector:
-    """Receives frames after the detector can no longer place a cut before them.
-
-    Holds a bounded set of candidate keyframes for the open shot only, so memory does not grow
-    with the length of the video.
-    """
-
-    def __init__(
-        self,
-        size: tuple[int, int],
-        fps: Fraction,
-        on_shot: Callable[[ShotKeyframes], None] | None,
-        stages: Stages,
-    ):
-        self.size = size
-        self.turns = 0  # quarter turns counter-clockwise that show a frame upright
-        self.stages = stages
-        self.fps = fps
-        self.on_shot = on_shot
-        self.cuts: set[int] = set()
-        self.shots: list[Shot] = []
-        self.starts: dict[int, Fraction] = {}  # shot start frame -> presentation time
-        self._start = 0
-        self._stride = 1
-        # Candidate keyframes of the open shot, kept as decoded frames; only the three chosen
-        # ones are scaled when the shot closes.
-        self._samples: list[tuple[int, _Frame]] = []
-        self._last_pushed = -1
-        self._last_item: _LazyFrame | None = None
-
-    def _capacity(self, frame: _Frame) -> int:
-        return max(4, min(_SAMPLES_PER_SHOT, _SAMPLE_BYTES // frame.i420.nbytes))
-
-    def turn(self, turns: int, size: tuple[int, int]) -> None:
-        """Keyframes are scaled to ``size`` (coded orientation), then turned upright."""
-        self.turns, self.size = turns, size
-
-    def add_cut(self, frame: int) -> None:
-        if frame <= 0 or frame in self.cuts:
-            return
-        self.cuts.add(frame)
-        if frame - 1 <= self._last_pushed:
-            self._late_cut(frame)
-
-    def push(self, decoded: DecodedFrame) -> None:
-        j = decoded.index
-        self._last_pushed = j
-        # Only candidate keyframes are copied out of the decoder's frame.
-        item = _LazyFrame(decoded, self.stages)
-        self._last_item = item
-        if j == 0 or j in self.cuts:
-            self._start = j
-            self._stride = 1
-            self._samples = []
-            self.starts[j] = decoded.time
-        if (j - self._start) % self._stride == 0:
-            self._samples.append((j, item.get()))
-            if len(self._samples) > self._capacity(item.get()):
-                double = 2 * self._stride
-                self._samples = [
-                    (i, im) for i, im in self._samples if (i - self._start) % double == 0
-                ]
-                self._stride = double
-        if j + 1 in self.cuts:
-            if self._samples[-1][0] != j:
-                self._samples.append((j, item.get()))
-            self._close(j + 1)
-
-    def finish(self, frame_count: int) -> list[Shot]:
-        if self._samples:
-            if self._samples[-1][0] != frame_count - 1:
-                self._samples.append((frame_count - 1, self._last_item.get()))
-            self._close(frame_count)
-        return self.shots
-
-    def _close(self, end: int) -> None:
-        """Emit the open shot ``[start, end)`` with its first, middle and last candidates."""
-        import numpy as np
-
-        start = self._start
-        middle = start + (end - 1 - start) // 2
-        first_kf = self._samples[0]
-        last_kf = self._samples[-1]
-        mid_kf = min(self._samples, key=lambda s: (abs(s[0] - middle), s[0]))
-        chosen = (first_kf, mid_kf, last_kf)
-        shot = Shot(len(self.shots), start, end, tuple(i for i, _ in chosen))
-        self.shots.append(shot)
-        if self.on_shot:
-            with self.stages.time("keyframes"):
-                images = np.stack([np.rot90(f.keyframe(*self.size), self.turns) for _, f in chosen])
-            self.on_shot(ShotKeyframes(shot, images))
-        self._samples = []
-
-    def _late_cut(self, frame: int) -> None:
-        """A cut reported after its frame left the buffer (e.g. the threshold detector placing a
-        cut in the middle of a long fade): split the open shot's candidates at the cut."""
-        if frame <= self._start:
-            log.debug("ignoring a cut at frame %d inside an already finished shot", frame)
-            return
-        before = [s for s in self._samples if s[0] < frame]
-        after = [s for s in self._samples if s[0] >= frame]
-        if not before:
-            log.debug("cut at frame %d has no buffered keyframe before it; ignored", frame)
-            self.cuts.discard(frame)
-            return
-        self._samples = before
-        self._close(frame)
-        self._start = frame
-        self._stride = 1
-        self._samples = after
-        self.starts[frame] = Fraction(frame) / self.fps

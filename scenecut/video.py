@@ -203,6 +203,9 @@ class DecodedFrame:
     frame: av.VideoFrame
     key: bool = False  # a keyframe: decoding can start here
     pts: int = 0  # the presentation timestamp ``time`` counts from, in the stream's time base
+    # The timestamp the file gives the frame shown (a filled frame: the one it repeats), as
+    # ``Rewind`` finds it again; None when the file gives none.
+    source: int | None = None
 
 
 def decode(path: Path, damage: Damage | None = None) -> tuple[Probe, Iterator[DecodedFrame]]:
@@ -280,10 +283,13 @@ def _frames(
     held: list[tuple] = []
     gaps = regular = 0  # in the stretch: gaps, and regular steps since the last one
     varying = not info.cfr
+    by_dts = _by_dts(container)
 
     def emit(pts: int, frame: av.VideoFrame, key: bool) -> DecodedFrame:
         nonlocal index
-        item = DecodedFrame(index, (pts - origin) * info.time_base, frame, key, pts)
+        item = DecodedFrame(
+            index, (pts - origin) * info.time_base, frame, key, pts, _source(frame, by_dts)
+        )
         index += 1
         return item
 
@@ -355,7 +361,7 @@ def _timed(
     # AVI has no presentation times, only frame order: ffmpeg times its frames by dts, and the
     # pts its parser makes up for B-frames packed into AVI go backwards. Clips are cut by
     # ffmpeg, so frame times must be the ones ffmpeg sees.
-    by_dts = container.format.name == "avi"
+    by_dts = _by_dts(container)
     last_pts: int | None = None
     for packet in _packets(path, container, stream, damage):
         try:
@@ -375,6 +381,60 @@ def _timed(
                 pts = last_pts + step
             last_pts = pts
             yield pts, frame
+
+
+def _by_dts(container) -> bool:
+    """AVI has no presentation times, only frame order: its frames are timed by dts."""
+    return container.format.name == "avi"
+
+
+def _source(frame: av.VideoFrame, by_dts: bool) -> int | None:
+    return frame.dts if by_dts else frame.pts
+
+
+class Rewind:
+    """Decodes a frame already passed once more, by the timestamp the file gives it: seek to
+    the keyframe at or before it, decode forward to it (at most ``limit`` frames). For the
+    middle keyframe of a shot too long to keep every candidate in memory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.container: av.container.InputContainer | None = None
+        self.decoded = 0  # frames decoded by every call, for the profile and tests
+
+    def frame(self, key_source: int, source: int, limit: int) -> av.VideoFrame | None:
+        """The frame whose timestamp is ``source``, decoding from the keyframe whose timestamp
+        is ``key_source``; None when it is not found within ``limit`` frames (damaged files,
+        unreliable seeking)."""
+        import av
+
+        try:
+            if self.container is None:
+                self.container = _open(self.path)
+                self.container.streams.video[0].thread_type = "AUTO"
+            container = self.container
+            stream = container.streams.video[0]
+            by_dts = _by_dts(container)
+            container.seek(key_source, stream=stream, backward=True, any_frame=False)
+            count = 0
+            for packet in _packets(self.path, container, stream, Damage()):
+                for frame in packet.decode():
+                    count += 1
+                    ts = _source(frame, by_dts)
+                    if ts == source:
+                        self.decoded += count
+                        return frame
+                    if count >= limit or (ts is not None and ts > source):
+                        self.decoded += count
+                        return None
+        except (av.error.FFmpegError, InputError, OSError) as exc:
+            log.debug("%s: cannot decode the frame at %s again (%s)", self.path, source, exc)
+        return None
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+            self.container = None
 
 
 def damage_warnings(path: Path, info: Probe, damage: Damage, frame_count: int) -> list[str]:

@@ -75,6 +75,14 @@ def _empty_weights_cache(monkeypatch, tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _offline(request, monkeypatch):
+    """No test reaches outside the machine: downloads are refused (``SCENECUT_OFFLINE``) except
+    in tests marked ``loopback``, which point the registry at a server of their own."""
+    if request.node.get_closest_marker("loopback") is None:
+        monkeypatch.setenv("SCENECUT_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
 def _no_debug(monkeypatch):
     monkeypatch.delenv("SCENECUT_DEBUG", raising=False)
     monkeypatch.setenv("COLUMNS", "120")  # rich wraps tables and messages at this width

@@ -52,6 +52,36 @@ def test_evaluate_split_scores_every_labelled_gap(tree):
     assert result.model == "classic"
 
 
+class _FixedScorer:
+    """Every film gets the same pattern: 0.9 after shots 3, 7, 11 ..., an exact 0.5 tie after
+    shots 1, 5, 9 ..., 0.1 elsewhere."""
+
+    name = "fixed"
+    keyframe_height = 240
+
+    def embed(self, keyframes):
+        return np.zeros((len(keyframes), 1), dtype=np.float32)
+
+    def score(self, embeddings):
+        pattern = {3: 0.9, 1: 0.5}
+        return np.array([pattern.get(i % 4, 0.1) for i in range(len(embeddings) - 1)])
+
+
+def test_evaluate_split_reads_the_files_inclusive_end_frames(tree):
+    result = evaluate.evaluate_split(tree, "test", _FixedScorer())
+    film = result.films[0]  # tt0000001: 4 scenes of 3 shots of 10 frames, [10 i, 10 i + 10)
+    assert (film.name, film.shots, film.boundaries) == ("tt0000001", 12, 3)
+    # shot_movie318 holds (10 i, 10 i + 9). True scenes (0, 29), (30, 59), (60, 89); predicted
+    # (argmax: 0.9 only) after shots 3 and 7: (0, 39), (40, 79).
+    # true -> predicted: 29/39, 19/49 (not 9/59), 19/49; predicted -> true: 29/39, 19/49
+    truth_side = (29 / 39 + 19 / 49 + 19 / 49) / 3
+    pred_side = (29 / 39 + 19 / 49) / 2
+    assert film.miou == pytest.approx((truth_side + pred_side) / 2)
+    # SCRL F1 (> 0.5): predicted after shots 3, 7, none true -> 0
+    assert film.scrl_f1 == 0.0
+    assert result.scores.miou == pytest.approx(np.mean([f.miou for f in result.films]))
+
+
 def test_eval_data_cli_json_and_table(scenecut_exe, tree, tmp_path):
     out = tmp_path / "eval.json"
     proc = subprocess.run(
@@ -75,8 +105,13 @@ def test_eval_data_cli_json_and_table(scenecut_exe, tree, tmp_path):
     assert proc.stdout == ""
     report = json.loads(out.read_text())
     assert report["split"] == "test" and report["scores"]["films"] == 2
-    assert set(report["scores"]) >= {"ap", "mean_ap", "f1", "mean_f1", "miou", "recall_at_3s"}
-    assert "pooled over all gaps (BaSSL)" in proc.stderr
+    scores = report["scores"]
+    assert set(scores) == {"bassl", "lgss", "scrl", "films", "gaps"}
+    assert set(scores["bassl"]) == {"ap", "f1", "miou", "recall", "recall_3s"}
+    assert set(scores["lgss"]) == {"map"} and set(scores["scrl"]) == {"ap", "f1"}
+    assert set(report["films"][0]) == {"name", "shots", "boundaries", "ap", "scrl_f1", "miou"}
+    for name in ("BaSSL AP", "BaSSL mIoU", "LGSS mAP", "SCRL AP", "SCRL F1"):
+        assert name in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -136,4 +171,4 @@ def test_eval_scores_a_saved_result_as_it_is(scenecut_exe, film, tmp_path):
     assert live.returncode == 0 and from_json.returncode == 0, from_json.stderr
     a, b = json.loads(live.stdout), json.loads(from_json.stdout)
     assert a["boundary"] == b["boundary"]
-    assert a["gaps"]["f1"] == pytest.approx(b["gaps"]["f1"])
+    assert a["gaps"]["bassl"]["f1"] == pytest.approx(b["gaps"]["bassl"]["f1"])

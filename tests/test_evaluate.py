@@ -1,8 +1,13 @@
-"""Metrics against hand-computed cases and scikit-learn's reference implementations."""
+"""Each paper's metrics against hand-computed cases and the rules of the papers' own code.
+
+BaSSL ``finetune/utils/metric.py``, LGSS ``lgss/utilis/{dataset_utilis,iou,recall_time}.py``,
+SCRL ``SceneSeg/main.py`` (``inference``): the rules transcribed here are theirs.
+"""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -14,14 +19,23 @@ from scenecut.evaluate import (
     Film,
     average_precision,
     f1_score,
+    inclusive_spans,
+    lgss_ap,
     miou,
     recall,
     recall_at_seconds,
     scene_spans,
     score_films,
+    scrl_f1,
 )
 
 SHOTS = [(i * 10, i * 10 + 9) for i in range(6)]  # six 10-frame shots, inclusive ends
+
+
+def _sk_ap(labels, probs) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "No positive class found in y_true"
+        return average_precision_score(labels, probs)
 
 
 def test_average_precision_by_hand():
@@ -32,33 +46,60 @@ def test_average_precision_by_hand():
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_average_precision_matches_sklearn_with_ties(seed):
+def test_average_precision_is_sklearns_to_the_last_bit(seed):
     rng = np.random.default_rng(seed)
     labels = rng.random(300) < 0.1
     probs = np.round(rng.random(300) * 0.5 + 0.4 * labels, 1)  # coarse: many ties
-    assert average_precision(labels, probs) == pytest.approx(
-        average_precision_score(labels, probs), abs=1e-12
-    )
+    assert average_precision(labels, probs) == _sk_ap(labels, probs)
 
 
 def test_average_precision_edge_cases():
-    assert math.isnan(average_precision([0, 0, 0], [0.1, 0.2, 0.3]))
+    # no true boundary: scikit-learn (>= 1.1) gives 0.0, and SCRL averages that 0.0
+    assert (
+        average_precision([0, 0, 0], [0.1, 0.2, 0.3]) == 0.0 == _sk_ap([0, 0, 0], [0.1, 0.2, 0.3])
+    )
     assert average_precision([1, 1, 1], [0.1, 0.2, 0.3]) == pytest.approx(1.0)
     assert average_precision([1], [np.nan]) == pytest.approx(1.0)  # NaN scores count as 0
+    assert math.isnan(average_precision([], []))  # no gaps: no number (scikit-learn refuses)
+
+
+def test_bassl_f1_counts_a_tie_at_the_threshold():
+    # torchmetrics' F1 binarises with prob >= 0.5: the two 0.5s are boundaries
+    assert f1_score([1, 0, 1], [0.5, 0.5, 0.2]) == pytest.approx(2 * 1 / (2 * 1 + 1 + 1))
+    assert f1_score([0, 0], [0.1, 0.2]) == 0.0  # nothing to find, nothing found
+    assert f1_score([1, 1], [0.9, 0.9]) == 1.0
+
+
+def test_scrl_f1_by_hand():
+    # prob > 0.5: the tie at 0.5 is not a boundary -> TP 1 (0.7), FP 1 (0.9), FN 1 (0.5)
+    r = p = 1 / (2 + 1e-5)
+    assert scrl_f1([1, 0, 1, 0], [0.5, 0.9, 0.7, 0.1]) == pytest.approx(2 * r * p / (r + p + 1e-5))
+    # the epsilons keep even a perfect film below 1
+    perfect = scrl_f1([1, 0, 1], [0.9, 0.1, 0.8])
+    r = p = 2 / (2 + 1e-5)
+    assert perfect == pytest.approx(2 * r * p / (r + p + 1e-5)) and perfect < 1
+    assert scrl_f1([0, 0, 0], [0.9, 0.1, 0.2]) == 0.0  # no true boundary: F1 0, still averaged
+    assert scrl_f1([1, 0], [0.5, 0.5]) == 0.0
+
+
+def test_lgss_ap_rounds_like_numpy():
+    # one boundary ranked last of 40 distinct scores: AP = 1/40 = 0.025; LGSS rounds the
+    # np.float64 scikit-learn returned with round(ap, 2) -> np.round -> 0.02 (Python: 0.03)
+    labels = [0] * 39 + [1]
+    probs = list(np.linspace(0.99, 0.01, 40))
+    assert average_precision(labels, probs) == pytest.approx(0.025)
+    assert lgss_ap(labels, probs) == 0.02
+    assert lgss_ap([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == 0.83  # 5/6
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_f1_and_recall_match_sklearn(seed):
+def test_recall_matches_sklearn(seed):
     rng = np.random.default_rng(seed)
     labels = (rng.random(200) < 0.2).astype(int)
-    probs = rng.random(200)
+    probs = np.round(rng.random(200), 1)  # ties at exactly 0.5
+    argmax = np.argmax(np.stack([1 - probs, probs], 1), 1)  # BaSSL's prediction
+    assert recall(labels, probs) == pytest.approx(sk_recall(labels, argmax))
     assert f1_score(labels, probs) == pytest.approx(sk_f1(labels, probs >= 0.5))
-    assert recall(labels, probs) == pytest.approx(sk_recall(labels, probs > 0.5))
-
-
-def test_f1_recall_edge_cases():
-    assert f1_score([0, 0], [0.1, 0.2]) == 0.0  # nothing to find, nothing found
-    assert f1_score([1, 1], [0.9, 0.9]) == 1.0
     assert recall([0, 0], [0.9, 0.9]) == 0.0
 
 
@@ -76,6 +117,20 @@ def test_miou_by_hand():
     assert miou(truth, probs, SHOTS) == pytest.approx((1 + 19 / 29) / 2)
     assert miou(truth, [0.9 if t else 0.1 for t in truth], SHOTS) == pytest.approx(1.0)
     assert miou(truth, [0.1] * 5, SHOTS) == 0.0  # no predicted boundary scores 0
+    assert miou(truth, [0.5] * 5, SHOTS) == 0.0  # argmax: a tie at 0.5 is no boundary
+
+
+def test_miou_reads_the_inclusive_last_frame():
+    # half-open [0, 10), [10, 20), [20, 30) are (0, 9), (10, 19), (20, 29) in shot_movie318
+    shots = inclusive_spans([(0, 10), (10, 20), (20, 30)])
+    assert shots == [(0, 9), (10, 19), (20, 29)]
+    # truth: one scene of shots 0-1 = (0, 19); predicted: shot 0 = (0, 9) -> 9 / 19 both ways
+    assert miou([0, 1], [0.9, 0.1], shots) == pytest.approx(9 / 19)
+
+
+def test_miou_of_a_film_without_true_boundary_is_none():
+    assert miou([0, 0, 0], [0.9, 0.1, 0.1], SHOTS[:4]) is None  # as BaSSL's and LGSS's
+    assert miou([0, 0, 0], [0.1, 0.1, 0.1], SHOTS[:4]) == 0.0  # nothing predicted comes first
 
 
 def test_recall_at_3s_window_and_time():
@@ -91,24 +146,83 @@ def test_recall_at_3s_window_and_time():
     far = [0.0] * 19
     far[9] = 0.9  # six shots away: outside the window
     assert recall_at_seconds(labels, far, ends) == 0.0
+    tie = [0.0] * 19
+    tie[3] = 0.5  # argmax: not a boundary
+    assert recall_at_seconds(labels, tie, ends) == 0.0
 
 
-def test_score_films_pools_and_averages():
+def test_score_films_by_hand():
     a = Film("a", [1, 0, 0, 1, 0], [0.9, 0.2, 0.6, 0.8, 0.1], SHOTS)
     b = Film("b", [0, 0, 1, 0, 0], [0.3, 0.2, 0.4, 0.1, 0.7], SHOTS)
-    scores = score_films([a, b])
-    labels = [*a.labels, *b.labels]
-    probs = [*a.probs, *b.probs]
-    assert scores.ap == pytest.approx(average_precision_score(labels, probs))
-    assert scores.mean_ap == pytest.approx(
-        (average_precision_score(a.labels, a.probs) + average_precision_score(b.labels, b.probs))
-        / 2
-    )
-    assert scores.f1 == pytest.approx(sk_f1(labels, np.array(probs) >= 0.5))
-    assert scores.recall == pytest.approx((1.0 + 0.0) / 2)
-    assert scores.films == 2 and scores.gaps == 10
+    empty = Film("c", [0, 0, 0, 0, 0], [0.5, 0.1, 0.2, 0.1, 0.1], SHOTS)  # no boundary at all
+    scores = score_films([a, b, empty])
+    # per-film AP: a = 1 (both boundaries ranked first); b: 0.7 (no), 0.4 (yes) -> 1/2;
+    # c: 0.0 (scikit-learn without a positive)
+    assert scores.mean_ap == pytest.approx((1 + 0.5 + 0) / 3)  # SCRL counts c as 0
+    assert scores.lgss_map == pytest.approx((1 + 0.5 + 0) / 3)
+    # SCRL F1 (> 0.5): a TP 2 FP 1 FN 0; b TP 0 FP 1; c TP 0 (the 0.5 is not predicted)
+    r, p = 2 / (2 + 1e-5), 2 / (3 + 1e-5)
+    assert scores.mean_f1 == pytest.approx((2 * r * p / (r + p + 1e-5) + 0 + 0) / 3)
+    # BaSSL F1 (>= 0.5, pooled): predicted 0.9, 0.6, 0.8, 0.7, 0.5 -> TP 2 of 3 true, 5 predicted
+    assert scores.f1 == pytest.approx(2 * 2 / (3 + 5))
+    # BaSSL Recall per film, argmax: a 1, b 0, c 0 (no boundary: scikit-learn's 0)
+    assert scores.recall == pytest.approx(1 / 3)
+    # mIoU: a true (0, 9), (10, 39); predicted (0, 9), (10, 29), (30, 39)
+    miou_a = ((1 + 19 / 29) / 2 + (1 + 19 / 29 + 9 / 29) / 3) / 2
+    # b true (0, 29), predicted (0, 49): 29/49 both ways; c predicts nothing: 0 (defined)
+    assert scores.miou == pytest.approx((miou_a + 29 / 49 + 0.0) / 3)
+    assert scores.films == 3 and scores.gaps == 15
     with pytest.raises(ValueError):
         score_films([])
+
+
+def test_score_films_miou_none_and_lgss_rounding():
+    a = Film("a", [1, 0, 0, 1, 0], [0.9, 0.2, 0.6, 0.8, 0.1], SHOTS)
+    c = Film("c", [0, 0, 0, 0, 0], [0.9, 0.1, 0.2, 0.1, 0.1], SHOTS)  # predicted, none true
+    scores = score_films([a, c])
+    assert scores.miou is None  # the references return None for the whole mIoU
+    assert scores.by_paper()["bassl"]["miou"] is None
+    d = Film("d", [0] * 39 + [1], list(np.linspace(0.99, 0.01, 40)), [(i, i) for i in range(41)])
+    assert score_films([a, d]).lgss_map == pytest.approx((1.0 + 0.02) / 2)
+    assert score_films([a, d]).mean_ap == pytest.approx((1.0 + 0.025) / 2)
+
+
+def _reference_scores(films):
+    """The three papers' rules, written as their code writes them (scikit-learn for AP and
+    recall, loops for the rest), to compare with ``score_films`` on random films."""
+    labels = np.concatenate([f.labels for f in films])
+    probs = np.concatenate([f.probs for f in films])
+    scrl_f1s = []
+    for f in films:
+        gt, pre = np.asarray(f.labels), (np.asarray(f.probs) > 0.5).astype(int)
+        tp = int(((gt == 1) & (pre == 1)).sum())
+        r = tp / (tp + int(((gt == 1) & (pre == 0)).sum()) + 1e-5)
+        p = tp / (tp + int(((gt == 0) & (pre == 1)).sum()) + 1e-5)
+        scrl_f1s.append(2 * r * p / (r + p + 1e-5))
+    return {
+        "ap": _sk_ap(labels, probs),
+        "f1": sk_f1(labels, (probs >= 0.5).astype(int), zero_division=0),
+        "recall": np.mean([sk_recall(f.labels, np.asarray(f.probs) > 0.5) for f in films]),
+        "lgss_map": np.mean([round(np.float64(_sk_ap(f.labels, f.probs)), 2) for f in films]),
+        "mean_ap": np.mean([_sk_ap(f.labels, f.probs) for f in films]),
+        "mean_f1": np.mean(scrl_f1s),
+    }
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_score_films_follow_each_papers_rule(seed):
+    rng = np.random.default_rng(seed)
+    films = []
+    for k in range(5):
+        n = int(rng.integers(15, 60))
+        labels = (rng.random(n - 1) < 0.2).astype(int)
+        if k == 0:
+            labels[:] = 0  # a film without boundary
+        probs = np.round(np.clip(0.4 * labels + rng.random(n - 1) * 0.7, 0, 1), 1)  # 0.5 ties
+        films.append(Film(str(k), labels, probs, [(10 * i, 10 * i + 9) for i in range(n)]))
+    scores = score_films(films)
+    for name, value in _reference_scores(films).items():
+        assert getattr(scores, name) == pytest.approx(value, abs=1e-12), name
 
 
 # --- one video against a truth list --------------------------------------------------------
@@ -194,7 +308,8 @@ def test_eval_cli_json_and_errors(film, tmp_path, scenecut_exe):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["boundary"]["f1"] >= 0.9
-    assert set(report["gaps"]) >= {"ap", "mean_ap", "f1", "miou", "recall", "recall_at_3s"}
+    assert set(report["gaps"]["bassl"]) == {"ap", "f1", "miou", "recall", "recall_3s"}
+    assert set(report["gaps"]["lgss"]) == {"map"} and set(report["gaps"]["scrl"]) == {"ap", "f1"}
     out = tmp_path / "report.json"
     proc = subprocess.run(
         [scenecut_exe, "eval", str(film.path), "--truth", str(truth), "--output", str(out), "-q"],
@@ -223,7 +338,20 @@ def test_demo_clip_against_the_scene_list_written_by_watching_it():
     truth = read_truth(assets / "sintel_trailer_480x204.truth.txt", result.video.fps)
     assert len(truth) == 5
     evaluation = evaluate_video(result, truth)
-    assert evaluation.recall == 1.0 and evaluation.f1 >= 0.85
+    # Every true boundary is a hit or a miss, every predicted one a hit or a false alarm, and
+    # the counts make the precision and recall reported.
+    kinds = [m.kind for m in evaluation.boundaries]
+    hits, misses = kinds.count("hit"), kinds.count("miss")
+    assert hits + misses == 5
+    assert hits + kinds.count("false alarm") == len(result.scenes) - 1
+    assert evaluation.recall == hits / 5
+    for match in evaluation.boundaries:
+        if match.kind == "hit":
+            assert abs(match.offset_s) <= evaluation.tolerance_s
+    # The trailer's cut from the title card to the old man's hut, and its end title, are the
+    # clearest changes of place: the default model finds both.
+    found = [m.truth_s for m in evaluation.boundaries if m.kind == "hit"]
+    assert any(abs(t - 9.417) < 0.1 for t in found) and any(abs(t - 42.333) < 0.1 for t in found)
 
 
 def test_threshold_sweep_and_pr_curve_files(film, tmp_path, scenecut_exe):

@@ -84,42 +84,50 @@ class ProgressBars:
 
 
 class DownloadBar:
-    """A Rich byte-count bar on stderr, or nothing when quiet or stderr is not a terminal."""
+    """A Rich byte-count bar on stderr, or nothing when quiet or stderr is not a terminal.
+
+    The bar appears with the first byte count, so a block that downloads nothing (the file
+    is already in the cache) draws nothing."""
 
     def __init__(self, console, quiet: bool, label: str):
         self.enabled = not quiet and console.is_terminal
         self.console = console
         self.label = label
+        self.bar = None
 
     def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.bar.__enter__()
-        self.task = self.bar.add_task(self.label, total=None)
-        return self.update
+        return self.update if self.enabled else None
 
     def update(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.label, total=None)
         self.bar.update(self.task, completed=done, total=total)
 
     def __exit__(self, *exc):
-        if self.enabled:
+        if self.bar is not None:
             self.bar.__exit__(*exc)
         return False
+
+
+def say(console):
+    """A callback printing one line on stderr as is (URLs and paths may hold [brackets])."""
+    return lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)

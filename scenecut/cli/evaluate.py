@@ -23,9 +23,10 @@ from scenecut.cli.options import (
     PrecisionOption,
     inference_options,
 )
+from scenecut.cli.weights import OfflineOption, chosen_model
 from scenecut.errors import UsageError
 from scenecut.files import atomic_write
-from scenecut.models.scorers import choose_model, load_scorer
+from scenecut.models.scorers import load_scorer
 from scenecut.output.readers import load_result, read_truth_seconds, truth_starts
 from scenecut.segment import SegmentOptions, segment
 
@@ -61,6 +62,7 @@ def eval_video(
     batch_size: BatchOption = 0,
     precision: PrecisionOption = "auto",
     compile_net: CompileOption = False,
+    offline: OfflineOption = False,
     detector: DetectorOption = "adaptive",
     threshold: Annotated[float, typer.Option(help="Boundary score threshold.")] = 0.5,
     output: Annotated[
@@ -79,8 +81,8 @@ def eval_video(
 ) -> None:
     """Score scenes against the truth: one video with --truth, or a dataset split with --data.
 
-    Metrics as the papers compute them: AP pooled over all shot gaps (BaSSL), per-film mean AP
-    (LGSS mAP, SCRL AP), F1 at --threshold, mIoU (LGSS), Recall and Recall@3s. JSON on stdout.
+    Each paper's metrics as its own code computes them, under its name: BaSSL AP, F1, mIoU,
+    Recall, Recall@3s (the last three also LGSS's); LGSS mAP; SCRL AP and F1. JSON on stdout.
     """
     inference = inference_options(model, device, batch_size, precision, compile_net)
     options = SegmentOptions(detector=detector, inference=inference, threshold=threshold)
@@ -99,7 +101,7 @@ def eval_video(
             raise UsageError(f"{target} exists; pass --overwrite to replace it")
     console = stderr()
     if data is not None:
-        _eval_split(console, data, split, options, output, overwrite, quiet)
+        _eval_split(console, data, split, options, output, overwrite, quiet, offline)
         return
     truth_seconds = read_truth_seconds(truth)  # a bad truth file fails before any decoding
     from scenecut.evaluate import (
@@ -113,8 +115,9 @@ def eval_video(
     if video.suffix.lower() == ".json":
         result = load_result(video)
     else:
+        scorer = load_scorer(inference, chosen_model(console, quiet, model, offline))
         with ProgressBars(console, quiet, video.name) as progress:
-            result = segment(video, options, progress=progress)
+            result = segment(video, options, progress=progress, scorer=scorer)
     truth_s = truth_starts(truth_seconds, result.video.fps)
     evaluation = evaluate_video(result, truth_s, tolerance)
     if pr_curve is not None:
@@ -136,10 +139,12 @@ def _write_json(data: dict, output: Path | None, overwrite: bool) -> None:
         atomic_write(output, text, overwrite=overwrite)
 
 
-def _eval_split(console, data: Path, split: str, options, output, overwrite, quiet) -> None:
+def _eval_split(
+    console, data: Path, split: str, options, output, overwrite, quiet, offline
+) -> None:
     from scenecut.evaluate import evaluate_split
 
-    choice = choose_model(options.inference.model)
+    choice = chosen_model(console, quiet, options.inference.model, offline)
     scorer = load_scorer(options.inference, choice)
     with ProgressBars(console, quiet, f"{data.name}:{split}") as progress:
         films = (lambda done, total: progress("films", done, total)) if progress else None
@@ -160,21 +165,12 @@ def _split_table(console, evaluation) -> None:
         f"{s.films} films, {s.gaps} gaps, threshold {evaluation.threshold}"
     )
     table = Table(title=title, title_justify="left")
-    table.add_column("metric")
+    table.add_column("paper metric")
     table.add_column("value", justify="right")
-    table.add_column("definition")
+    table.add_column("as the paper's code computes it")
     unit = "frames" if evaluation.frame_spans else "shots (no frame ranges in the tree)"
-    rows = [
-        ("AP", s.ap, "pooled over all gaps (BaSSL)"),
-        ("mAP", s.mean_ap, "per-film AP averaged (LGSS mAP, SCRL 'AP')"),
-        ("F1", s.f1, "pooled at the threshold (BaSSL)"),
-        ("mean F1", s.mean_f1, "per-film F1 averaged (SCRL)"),
-        ("mIoU", s.miou, f"LGSS scene coverage, per film, in {unit}"),
-        ("Recall", s.recall, "per film"),
-        ("Recall@3s", s.recall_at_3s, "LGSS/BaSSL, 24 fps assumed as they do"),
-    ]
-    for name, value, what in rows:
-        table.add_row(name, f"{100 * value:.2f}", what)
+    for name, value, what in _paper_rows(s, unit):
+        table.add_row(name, _percent(value, 2), what)
     console.print(table)
 
 
@@ -183,11 +179,11 @@ def _evaluation_table(console, evaluation) -> None:
 
     s = evaluation.scores
     summary = Table(title="scene boundaries", title_justify="left")
-    for name in ("precision", "recall", "F1", "AP (gaps)", "mIoU", "Recall@3s"):
+    for name in ("precision", "recall", "F1", "BaSSL AP", "mIoU", "Recall@3s"):
         summary.add_column(name, justify="right")
     summary.add_row(
         *(
-            f"{100 * v:.1f}"
+            _percent(v, 1)
             for v in (
                 evaluation.precision,
                 evaluation.recall,
@@ -210,3 +206,29 @@ def _evaluation_table(console, evaluation) -> None:
             "" if m.offset_s is None else f"{round(m.offset_s, 3) + 0.0:+.3f}",
         )
     console.print(listing)
+
+
+def _paper_rows(s, unit: str) -> list[tuple[str, float | None, str]]:
+    """The table rows of ``Scores``: name as the paper prints it, value, definition."""
+    return [
+        ("BaSSL AP", s.ap, "scikit-learn AP pooled over all gaps of all films"),
+        ("BaSSL F1", s.f1, "pooled, boundary when prob >= threshold"),
+        (
+            "BaSSL mIoU",
+            s.miou,
+            f"per film (as LGSS), prob > threshold, scenes to their last frame, in {unit}; "
+            "n/a if a film without true boundary has predicted ones",
+        ),
+        ("BaSSL Recall", s.recall, "per film (as LGSS), prob > threshold"),
+        ("BaSSL Recall@3s", s.recall_at_3s, "per film (as LGSS), within 5 shots and 3 s at 24 fps"),
+        ("LGSS mAP", s.lgss_map, "per-film AP rounded to 2 decimals, averaged"),
+        ("SCRL AP", s.mean_ap, "per-film AP averaged, 0 for a film without boundary"),
+        ("SCRL F1", s.mean_f1, "per-film F1 at prob > threshold, 1e-5 epsilons, averaged"),
+    ]
+
+
+def _percent(value: float | None, decimals: int) -> str:
+    """x100 as the papers print; n/a where the reference has no number (None or NaN)."""
+    if value is None or value != value:
+        return "n/a"
+    return f"{100 * value:.{decimals}f}"

@@ -21,13 +21,15 @@ from scenecut.cli.options import (
     PrecisionOption,
     inference_options,
 )
+from scenecut.cli.weights import OfflineOption, chosen_model
 from scenecut.errors import OutputError, ScenecutError, UsageError
-from scenecut.models.scorers import choose_model, load_scorer
+from scenecut.models.scorers import load_scorer
 from scenecut.output.clips import DEFAULT_TEMPLATE
 from scenecut.output.formats import FORMATS_HELP
 from scenecut.output.report import rebuild_report
 from scenecut.output.timecode import timecode
 from scenecut.profile import Stages
+from scenecut.result import DEFAULT_THRESHOLD
 from scenecut.segment import ExportOptions, SegmentOptions, segment_to_files
 
 
@@ -82,9 +84,15 @@ def segment(
     batch_size: BatchOption = 0,
     precision: PrecisionOption = "auto",
     compile_net: CompileOption = False,
+    offline: OfflineOption = False,
     threshold: Annotated[
-        float, typer.Option(help="Boundary score above which a shot gap starts a new scene.")
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            help="Boundary score above which a shot gap starts a new scene [default: the "
+            f"model's own (ModelScope BaSSL: 0.8), else {DEFAULT_THRESHOLD:g}].",
+            show_default=False,
+        ),
+    ] = None,
     scenes: Annotated[
         int | None, typer.Option(help="Ask for this many scenes instead of using --threshold.")
     ] = None,
@@ -137,7 +145,7 @@ def segment(
     if stdout and len(paths) > 1:
         raise UsageError("--stdout takes a single input (its JSON goes to stdout)")
     console = stderr()
-    choice = choose_model(model)
+    choice = chosen_model(console, quiet, model, offline)
     note = None if quiet else choice.note  # said once, after the first scene table
     start = time.perf_counter()
     scorer = load_scorer(inference, choice)

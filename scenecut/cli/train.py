@@ -18,6 +18,7 @@ import typer
 
 from scenecut.cli.console import stderr
 from scenecut.cli.options import PRECISION_HELP, PrecisionOption
+from scenecut.cli.weights import OfflineOption, fetched_weights
 from scenecut.errors import UsageError
 from scenecut.models.config import ENCODERS
 from scenecut.train.config import CHECKPOINT, METHODS, check_run_folder, make_config
@@ -156,7 +157,13 @@ def pretrain(
 @app.command()
 def extract(
     data: Annotated[Path, typer.Option(help="MovieNet-style tree.")],
-    encoder: Annotated[str, typer.Option(help="Checkpoint path, weights name, or effnet-lite0.")],
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="Checkpoint path, imported name, effnet-lite0, or a weights name "
+            "(downloaded on first use)."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Feature folder: one .npy per film.")],
     split: Annotated[str, typer.Option(help="Which films.")] = "pretrain",
     batch_size: Annotated[
@@ -170,6 +177,7 @@ def extract(
     node_rank: NodeRank = 0,
     master_addr: Addr = "127.0.0.1",
     master_port: Port = 29500,
+    offline: OfflineOption = False,
 ) -> None:
     """Shot features of every film (mean over its 3 keyframes), films sharded over processes.
     Re-running skips films already done."""
@@ -178,6 +186,7 @@ def extract(
         batch_shots=batch_size, workers=workers, precision=precision,
     )  # fmt: skip
     _check_processes(nodes, node_rank)
+    fetched_weights(stderr(), False, encoder, offline)  # once, before the processes start
     from scenecut.train.entry import extract_entry
     from scenecut.train.loop import launch
 

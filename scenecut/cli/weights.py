@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -9,13 +10,41 @@ from typing import Annotated
 
 import typer
 
-from scenecut.cli.console import DownloadBar, stderr
+from scenecut.cli.console import DownloadBar, say, stderr
 from scenecut.models import hub
+from scenecut.models.scorers import ModelChoice, choose_model
 
 app = typer.Typer(
     help="Pretrained checkpoints: list, describe and download them into the cache.",
     no_args_is_help=True,
 )
+
+# Shared by the commands that may download a model on first use (segment, eval, train extract).
+OfflineOption = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="Never download: a named model not in the cache is an error (also "
+        "SCENECUT_OFFLINE=1).",
+    ),
+]
+
+
+def chosen_model(console, quiet: bool, model: str, offline: bool) -> ModelChoice:
+    """``choose_model`` for a command: a named model not in the cache is downloaded now, said
+    in one line (what, how big, from where) with a byte bar under it."""
+    with DownloadBar(console, quiet, model) as progress:
+        return choose_model(model, offline=offline or None, progress=progress, notice=say(console))
+
+
+def fetched_weights(console, quiet: bool, spec: str, offline: bool) -> None:
+    """Download the registered weights ``spec`` names if not in the cache (``train extract``
+    does it once, before its processes start); anything else is left to the command."""
+    if spec in hub.REGISTRY:
+        with DownloadBar(console, quiet, spec) as progress:
+            hub.resolve(
+                spec, fetch=True, offline=offline or None, progress=progress, notice=say(console)
+            )
 
 
 @app.command("list")
@@ -36,11 +65,12 @@ def weights_list(
 
 @app.command("import")
 def weights_import(
-    path: Annotated[
-        Path,
+    paths: Annotated[
+        list[Path],
         typer.Argument(
             help="An official checkpoint: BaSSL Lightning .ckpt (or its .tar.gz), ModelScope "
-            ".pt, SCRL .pth.tar, torchvision .pth; or a scenecut .safetensors file."
+            ".pt, SCRL .pth.tar, torchvision .pth; or a scenecut .safetensors file. Several "
+            "files holding different parts make one model (SCRL: encoder and BiLSTM head)."
         ),
     ],
     name: Annotated[str, typer.Option("--as", help="The name to use it by (--model NAME).")],
@@ -48,10 +78,11 @@ def weights_import(
         bool, typer.Option("--overwrite", help="Replace imported weights of that name.")
     ] = False,
 ) -> None:
-    """Convert a checkpoint into scenecut's safetensors format; print its path on stdout."""
-    done = hub.import_weights(path, name, overwrite=overwrite)
+    """Convert checkpoints into scenecut's safetensors format; print its path on stdout."""
+    done = hub.import_weights(paths, name, overwrite=overwrite)
     typer.echo(str(done.path))
-    usable = "scores boundaries" if "head_sbd" in done.parts else "initialises training"
+    head = "head_sbd" in done.parts or "lstm_head" in done.parts
+    usable = "scores boundaries" if head and "shot_encoder" in done.parts else "for training"
     stderr().print(
         f"{name}: {done.source} checkpoint, {done.encoder} with {', '.join(done.parts)}; {usable}"
     )
@@ -59,12 +90,22 @@ def weights_import(
 
 @app.command("info")
 def weights_info(name: Annotated[str, typer.Argument(help="A registered weights name.")]) -> None:
-    """One record as JSON on stdout, with where it is (or would be) installed."""
+    """One record as JSON on stdout, with where it is (or would be) installed and how each of
+    its files is verified: by a published hash, by the hash recorded at first use, or not."""
     record = hub.get(name)
+    checks = hub.verification(record)
     data = record.to_dict()
     data["path"] = str(hub.installed_path(record))
     data["installed"] = hub.is_installed(record)
+    data["files"] = [dataclasses.asdict(c) for c in checks]
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    console = stderr()
+    for check in checks:
+        console.print(
+            f"{check.file} ({check.role}): {check.verified}; {check.note}",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("pull")
@@ -75,12 +116,27 @@ def weights_pull(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Download, verify and install weights; print the checkpoint's path on stdout."""
+    """Download, verify and install weights; print the checkpoint's path on stdout.
+
+    Already installed: checked again in full (hash and load). SCENECUT_OFFLINE=1 refuses."""
     record = hub.get(name)
     console = stderr()
     with DownloadBar(console, quiet, name) as progress:
-        path = hub.download(record, force=force, progress=progress)
+        path = hub.download(record, force=force, progress=progress, notice=say(console))
     typer.echo(str(path))
+    stamp = hub.read_stamp(record)
+    if stamp is not None:
+        checked = (
+            "matched the published hash"
+            if stamp.published
+            else "no published hash: this first download is the reference"
+        )
+        console.print(
+            f"{name}: sha256 {stamp.sha256} recorded {stamp.recorded} ({checked}); "
+            "checked on every load",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _weights_table(console, records, installed) -> None:

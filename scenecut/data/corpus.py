@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from scenecut.data.tree import FRAMES_DIR, LABELS_DIR, SHOTS_DIR, keyframe_indices
+from scenecut.data.tree import FRAMES_DIR, LABELS_DIR, SHOTS_DIR
 from scenecut.data.writer import MovieEntry, MovieWriter, write_annotations
 from scenecut.errors import OutputError, UsageError
 from scenecut.files import atomic_write, write_json
+from scenecut.keyframes import keyframe_indices
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scenecut.errors import InputError
+from scenecut.keyframes import KEYFRAMES_PER_SHOT
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +38,6 @@ ANNO_DIR = "anno"
 SPLITS = ("train", "val", "test")
 ANNO_FILES = ("pretrain", "trainvaltest", *SPLITS)
 KEYFRAME_HEIGHT = 240
-KEYFRAMES_PER_SHOT = 3
 
 
 def shot_id(index: int) -> str:
@@ -47,12 +47,6 @@ def shot_id(index: int) -> str:
 
 def keyframe_path(root: Path, video_id: str, shot: int, k: int) -> Path:
     return Path(root) / FRAMES_DIR / video_id / f"shot_{shot_id(shot)}_img_{k}.jpg"
-
-
-def keyframe_indices(start: int, end: int) -> tuple[int, int, int]:
-    """First, middle and last frame of the half-open shot ``[start, end)`` (LGSS's saver)."""
-    last = end - 1
-    return start, start + (last - start) // 2, last
 
 
 # --- reading a tree --------------------------------------------------------------------------

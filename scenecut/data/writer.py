@@ -23,11 +23,11 @@ from scenecut.data.tree import (
     SHOTS_DIR,
     SPLIT_FILE,
     SPLITS,
-    keyframe_indices,
     keyframe_path,
     shot_id,
 )
 from scenecut.files import atomic_write, write_json
+from scenecut.keyframes import keyframe_indices
 
 if TYPE_CHECKING:
     import numpy as np

@@ -9,6 +9,8 @@ limits in ``config`` before anything is allocated, and any malformed file is an 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import pickle
@@ -26,6 +28,7 @@ from scenecut.models import archives
 from scenecut.models.bassl import BaSSL, additive_mask, build
 from scenecut.models.config import (
     ALL_PARTS,
+    INT_LIMITS,
     MAX_PARAMETERS,
     METADATA_KEY,
     PARTS,
@@ -192,7 +195,7 @@ def check_file(
     if path.suffix == ".safetensors":
         _, config, present = _read_safetensors(path, tensors=False)
     else:
-        state, config, _ = convert_checkpoint(read_checkpoint(path), str(path))
+        state, config, _ = convert_checkpoint(read_checkpoint(path), str(path), folder=path.parent)
         present = _parts_in(list(state), path)
     missing = [p for p in (parts_for(config) if parts is None else parts) if p not in present]
     if missing:
@@ -288,8 +291,8 @@ def detect_source(obj: object) -> str:
     wrapped = isinstance(obj.get("state_dict"), dict)
     keys = list(obj["state_dict"] if wrapped else obj)
     _names_only(keys)
-    if any(k.startswith("module.encoder_q.") for k in keys):
-        return "scrl"
+    if any(k.startswith("module.encoder_q.") for k in keys) or "embed_fc.weight" in keys:
+        return "scrl"  # its pre-trained encoder, or its SceneSeg BiLSTM
     if any(k.startswith(("shot_encoder.", "crn.")) for k in keys):
         lightning = wrapped and ("epoch" in obj or "pytorch-lightning_version" in obj)
         return (
@@ -300,8 +303,8 @@ def detect_source(obj: object) -> str:
     shown = ", ".join(k[:60] for k in keys[:8])
     raise InputError(
         f"unrecognised checkpoint layout (first keys: {shown}); expected a ModelScope BaSSL "
-        "pytorch_model.pt, a Kakao BaSSL model-v1.ckpt, a torchvision ResNet-50 .pth or an "
-        "SCRL checkpoint"
+        "pytorch_model.pt, a Kakao BaSSL model-v1.ckpt, a torchvision ResNet-50 .pth, or an "
+        "SCRL encoder or BiLSTM checkpoint"
     )
 
 
@@ -311,12 +314,35 @@ def _names_only(keys: list) -> None:
         raise InputError(f"checkpoint keys must be names; found {type(odd[0]).__name__} keys")
 
 
-def convert_state_dict(sd: dict, source: str) -> dict[str, torch.Tensor]:
-    """Rename a foreign state dict into our keys (``shot_encoder.*``, ``crn.*``, ``head_sbd.*``).
+# SCRL's SceneSeg BiLSTM (SceneSeg/BiLSTM_protocol.py ``BiLSTM``) -> our ``BiLSTMHead``: the
+# same layers and computation, but SCRL's linear layers are embed_fc, fc1, fc2 and ours fc1..fc3.
+SCRL_LSTM_NAMES = {
+    "embed_fc": "fc1",  # 2048 -> 1024
+    "bn1": "bn1",
+    "lstm": "lstm",  # 2 layers, bidirectional, hidden 512
+    "fc1": "fc2",  # 1024 -> 512
+    "bn2": "bn2",
+    "fc2": "fc3",  # 512 -> 2
+}
+# What foreign files hold besides the model, known and dropped without a word: Lightning
+# pre-training's pretext heads, torchvision's classifier, SCRL's projection, key encoder, queue.
+_KNOWN_EXTRAS = {
+    "lightning": ("loss.",),
+    "torchvision": ("fc.",),
+    "scrl": ("module.encoder_q.fc.", "module.encoder_k.", "module.queue"),
+}
+SHOWN_KEYS = 10  # keys named in a warning or refusal before "... and N more"
+
+
+def convert_state_dict(sd: dict, source: str, what: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Rename a foreign state dict into our keys (``shot_encoder.*``, ``crn.*``, ``head_sbd.*``,
+    ``lstm_head.*``).
 
     ``sd`` is the flat state dict; for "lightning" and "scrl" the wrapping dict is accepted too.
-    Every value kept must be a tensor, and all of them together no bigger than the largest
-    model scenecut builds (a tensor may declare a huge shape over a tiny storage).
+    Entries that belong to no part of the model (training losses, extra buffers: ModelScope
+    ignores them too) are dropped, with one warning naming them. Every value kept must be a
+    tensor, and all of them together no bigger than the largest model scenecut builds (a tensor
+    may declare a huge shape over a tiny storage).
     """
     if source not in SOURCES:
         raise InputError(f"unknown checkpoint source {source!r}; known: {', '.join(SOURCES)}")
@@ -325,21 +351,20 @@ def convert_state_dict(sd: dict, source: str) -> dict[str, torch.Tensor]:
     if source in ("lightning", "scrl") and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
     _names_only(list(sd))
-    if source in ("modelscope", "lightning"):
-        # Lightning pre-training files also hold the pretext heads (loss.head_*): not ours.
-        keep = ("shot_encoder.", "crn.", "head_sbd.")
-        out = {k: v for k, v in sd.items() if source == "modelscope" or k.startswith(keep)}
-    elif source == "torchvision":
-        out = {f"shot_encoder.{k}": v for k, v in sd.items() if not k.startswith("fc.")}
-    else:
-        prefix = "module.encoder_q."
-        out = {
-            "shot_encoder." + k[len(prefix) :]: v
-            for k, v in sd.items()
-            if k.startswith(prefix) and not k[len(prefix) :].startswith("fc.")
-        }
-        if not out:
-            raise InputError("no module.encoder_q.* weights in this SCRL checkpoint")
+    out: dict = {}
+    for key, value in sd.items():
+        name = _our_name(key, source)
+        if name is not None:
+            out[name] = value
+    if source == "scrl" and not out:
+        raise InputError("no module.encoder_q.* or BiLSTM weights in this SCRL checkpoint")
+    known = _KNOWN_EXTRAS.get(source, ())
+    dropped = [k for k in sd if _our_name(k, source) is None and not k.startswith(known)]
+    if dropped:
+        entries = "1 entry" if len(dropped) == 1 else f"{len(dropped)} entries"
+        log.warning(
+            "%s: ignoring %s outside the model's parts: %s", what, entries, _listed(dropped)
+        )
     total = 0
     for key, value in out.items():
         if not isinstance(value, torch.Tensor):
@@ -355,6 +380,28 @@ def convert_state_dict(sd: dict, source: str) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
 
 
+def _our_name(key: str, source: str) -> str | None:
+    """``key`` of a ``source`` file in our layout, or None when it belongs to no model part."""
+    if source in ("modelscope", "lightning"):
+        return key if key.split(".")[0] in ALL_PARTS and "." in key else None
+    if source == "torchvision":
+        return None if key.startswith("fc.") else "shot_encoder." + key
+    prefix = "module.encoder_q."
+    if key.startswith(prefix):
+        return None if key.startswith(prefix + "fc.") else "shot_encoder." + key[len(prefix) :]
+    module, dot, rest = key.partition(".")
+    if dot and module in SCRL_LSTM_NAMES:
+        return f"lstm_head.{SCRL_LSTM_NAMES[module]}.{rest}"
+    return None
+
+
+def _listed(keys: list[str]) -> str:
+    """The first ``SHOWN_KEYS`` keys, each cut to 60 characters and escaped onto one line."""
+    shown = ", ".join(ascii(k[:60])[1:-1] for k in keys[:SHOWN_KEYS])
+    more = len(keys) - SHOWN_KEYS
+    return shown + (f" ... and {more} more" if more > 0 else "")
+
+
 def _dims(sd: dict[str, torch.Tensor], key: str, dims: int) -> tuple[int, ...] | None:
     value = sd.get(key)
     if value is None:
@@ -367,9 +414,13 @@ def _dims(sd: dict[str, torch.Tensor], key: str, dims: int) -> tuple[int, ...] |
 def infer_config(sd: dict[str, torch.Tensor], heads: int | None = None) -> ModelConfig:
     """The ``ModelConfig`` that a converted state dict implies (heads cannot be read from
     weights: 8 for BaSSL's 768-d CRN unless ``heads`` says otherwise). The shapes it is read
-    from are checked, and the result is within ``config``'s limits."""
+    from are checked, and the result is within ``config``'s limits. A BiLSTM head without an
+    encoder is SCRL's, which scores the features of SCRL's 9-channel encoder."""
     conv1 = _dims(sd, "shot_encoder.conv1.weight", 4)
-    if "shot_encoder.layer1.0.conv1.weight" in sd or conv1 is None:
+    lstm = _dims(sd, "lstm_head.fc1.weight", 2)
+    if lstm is not None and conv1 is None:
+        encoder, input_dim = "resnet50-9ch", lstm[1]
+    elif "shot_encoder.layer1.0.conv1.weight" in sd or conv1 is None:
         encoder = "resnet50-9ch" if conv1 is not None and conv1[1] == 9 else "resnet50"
         input_dim = 2048
     else:
@@ -395,8 +446,10 @@ def infer_config(sd: dict[str, torch.Tensor], heads: int | None = None) -> Model
             intermediate_size=inter[0] if inter is not None else 4 * hidden,
             neighbor_size=(positions[0] - 2) // 2 if positions is not None else 8,
         )
-    resize = 224 if encoder == "resnet50-9ch" else 256  # SCRL extracts at Resize(224)
-    config = ModelConfig(encoder=encoder, crn=crn, resize=resize)
+    config = ModelConfig(encoder=encoder, crn=crn, head="crn" if lstm is None else "lstm")
+    if encoder == "resnet50-9ch":
+        # SCRL's extract_embeddings.py: Resize(224) (torchvision's default, bilinear), CenterCrop
+        config = dataclasses.replace(config, resize=224, interpolation="bilinear")
     check_config(config)
     return config
 
@@ -521,7 +574,9 @@ def read_any(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig, st
         state, config, _ = _read_safetensors(path, tensors=True)
         source = "scenecut"
     else:
-        state, config, source = convert_checkpoint(read_checkpoint(path), str(path))
+        state, config, source = convert_checkpoint(
+            read_checkpoint(path), str(path), folder=path.parent
+        )
     check_finite(state, path)
     return state, config, source
 
@@ -549,26 +604,42 @@ def import_checkpoint(
     The result may hold only some of ``shot_encoder``/``crn``/``head_sbd`` (a torchvision or
     SCRL file is an encoder only); each part present is complete.
     """
-    state, config, _ = convert_checkpoint(read_checkpoint(path), str(path), source, config)
+    path = Path(path)
+    state, config, _ = convert_checkpoint(
+        read_checkpoint(path), str(path), source, config, folder=path.parent
+    )
     return state, config
 
 
 def convert_checkpoint(
-    obj: object, what: str, source: str | None = None, config: ModelConfig | None = None
+    obj: object,
+    what: str,
+    source: str | None = None,
+    config: ModelConfig | None = None,
+    folder: Path | None = None,
 ) -> tuple[dict[str, torch.Tensor], ModelConfig, str]:
-    """``import_checkpoint`` on an already loaded object; also returns the detected source."""
+    """``import_checkpoint`` on an already loaded object; also returns the detected source.
+    ``folder``: where the file lies, for the ``configuration.json`` ModelScope keeps beside it."""
     try:
         source = source or detect_source(obj)
-        state = convert_state_dict(obj, source)
-        config = config or infer_config(state)
+        state = convert_state_dict(obj, source, what)
+        if config is None:
+            config = infer_config(state)
+            if source == "modelscope":
+                config = _modelscope_config(config, folder)
     except InputError as error:
         raise InputError(f"{what}: {error}") from None
     log.info("%s: %s checkpoint", what, source)
     if source == "scrl" and config.encoder == "resnet50-9ch":
         log.info("SCRL early-fusion encoder: importing as resnet50-9ch (not BaSSL's encoder)")
     _fill_buffers(state, config)
-    parts = tuple(p for p in PARTS if any(k.startswith(p + ".") for k in state))
-    required = PARTS if source == "modelscope" else ("shot_encoder",)
+    parts = tuple(p for p in ALL_PARTS if any(k.startswith(p + ".") for k in state))
+    if source == "modelscope":
+        required = PARTS
+    elif parts == ("lstm_head",):  # SCRL's BiLSTM alone: the head for its encoder's features
+        required = parts
+    else:
+        required = ("shot_encoder",)
     _check(state, config, tuple(dict.fromkeys(required + parts)), f"{what} ({source})")
     with torch.device("meta"):
         probe = build(config)
@@ -581,3 +652,105 @@ def convert_checkpoint(
                 f"{what} ({source}): {part} does not load: {archives.reason(error)}"
             ) from None
     return state, config, source
+
+
+# --------------------------------------------------------------------------------------------
+# ModelScope's configuration.json: what its pipeline reads besides the weights
+
+MODELSCOPE_THRESHOLD = 0.8  # its pipeline.save_threshold: a boundary where P > 0.8
+MAX_CONFIGURATION = 1 << 20  # bytes; ModelScope's configuration.json is ~4 KB
+
+
+def _modelscope_config(config: ModelConfig, folder: Path | None) -> ModelConfig:
+    """``config`` with ModelScope's threshold, and what its ``configuration.json`` in
+    ``folder`` says of the threshold, the window and the CRN's heads, if it is there."""
+    found = read_modelscope_configuration(folder / "configuration.json") if folder else {}
+    crn = config.crn
+    if "heads" in found:
+        crn = dataclasses.replace(crn, num_attention_heads=found["heads"])
+    if found.get("neighbor_size", crn.neighbor_size) != crn.neighbor_size:
+        raise InputError(
+            f"its configuration.json samples {found['neighbor_size']} shots on each side of the "
+            f"centre but the weights' position table holds {crn.neighbor_size} (ModelScope "
+            "fails on this pair too); use the configuration.json that came with the weights"
+        )
+    config = dataclasses.replace(
+        config, crn=crn, threshold=found.get("threshold", MODELSCOPE_THRESHOLD)
+    )
+    check_config(config)
+    return config
+
+
+def read_modelscope_configuration(path: Path) -> dict[str, float | int]:
+    """The settings a ModelScope ``configuration.json`` gives that scenecut uses, as far as it
+    gives them: ``threshold`` (``pipeline.save_threshold``), ``neighbor_size`` (the window:
+    ``dataset.sampling_method.params.<name>.neighbor_size``) and ``heads`` (the CRN's
+    ``num_attention_heads``). ``{}`` when there is no such file; a file that is not JSON, too
+    big, or holds a bad value is an ``InputError``."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIGURATION + 1)
+    except OSError as error:
+        raise InputError(f"cannot read {path} ({error.strerror or error})") from None
+    if len(raw) > MAX_CONFIGURATION:
+        raise InputError(
+            f"{path} is over {MAX_CONFIGURATION >> 20} MiB: not a ModelScope configuration"
+        )
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise InputError(f"{path} is not valid JSON ({archives.reason(error)})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not a ModelScope configuration (not a JSON object)")
+    found: dict[str, float | int] = {}
+    threshold = _json_at(data, ("pipeline", "save_threshold"), path)
+    if threshold is not None:
+        if not _real(threshold) or not 0 <= threshold <= 1:
+            raise InputError(
+                f"{path}: pipeline.save_threshold must be a number from 0 to 1, "
+                f"not {ascii(threshold)[:40]}"
+            )
+        found["threshold"] = float(threshold)
+    for what, block, setting in (
+        ("neighbor_size", ("dataset", "sampling_method"), "neighbor_size"),
+        ("heads", ("model", "contextual_relation_network"), "num_attention_heads"),
+    ):
+        name = _json_at(data, (*block, "name"), path)  # which entry of params is in use
+        if name is None:
+            continue
+        if not isinstance(name, str):
+            raise InputError(f"{path}: {'.'.join(block)}.name must be text, not {ascii(name)[:40]}")
+        found[what] = _json_int(data, (*block, "params", name, setting), setting, path)
+    found = {k: v for k, v in found.items() if v is not None}
+    if found:
+        log.info("%s: %s", path, ", ".join(f"{k} {v}" for k, v in found.items()))
+    return found
+
+
+def _json_at(data: dict, keys: tuple[str, ...], path: Path) -> object:
+    """``data[k0][k1]...``, None where a key is missing; ``InputError`` where a step that
+    should be an object is not."""
+    for depth, key in enumerate(keys):
+        if not isinstance(data, dict):
+            where = ascii(".".join(k[:40] for k in keys[:depth]))[1:-1]
+            raise InputError(f"{path}: {where} is not a JSON object")
+        if key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _json_int(data: dict, keys: tuple, name: str, path: Path) -> int | None:
+    value = _json_at(data, keys, path)
+    least, most = INT_LIMITS[name]
+    if value is not None and (type(value) is not int or not least <= value <= most):
+        raise InputError(
+            f"{path}: {name} must be a whole number from {least} to {most}, not {ascii(value)[:40]}"
+        )
+    return value
+
+
+def _real(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)

@@ -74,16 +74,22 @@ class ModelConfig:
     # "resnet50" | "resnet50-9ch" (SCRL early fusion) | "effnet-lite0" (offline) | "tiny" (tests)
     encoder: str = "resnet50"
     crn: CRNConfig = field(default_factory=CRNConfig)
+    # Preprocessing, stored with the weights like timm's pretrained_cfg: the shorter side is
+    # resized to ``resize`` with ``interpolation``, then centre-cropped to ``image_size``.
     image_size: int = 224
-    resize: int = 256  # shorter side before the centre crop, bicubic
+    resize: int = 256
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"  # "bicubic" (BaSSL, ModelScope) | "bilinear" (SCRL)
     keyframes: int = 3
     head: str = "crn"  # "crn": BaSSL's CRN + head_sbd; "lstm": SCRL's BiLSTM protocol
     seq_len: int = 40  # the BiLSTM's clip length (a multiple of 4)
     # "none" (BaSSL, SCRL) or "film": shot features centred on their film's mean and
     # L2-normalised before the boundary head, in training and inference alike
     feature_norm: str = "none"
+    # The boundary threshold the model was published with (ModelScope's ``save_threshold`` 0.8),
+    # used when the user gives none; None: ``segment``'s own default (the papers' 0.5).
+    threshold: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -129,6 +135,7 @@ INT_LIMITS = {  # field: (least, most)
 }
 PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
 POOLINGS = ("center", "cls", "avg", "max")
+INTERPOLATIONS = ("bicubic", "bilinear")
 MAX_PARAMETERS = 250_000_000  # 1 GB of float32: five times BaSSL
 
 
@@ -204,3 +211,11 @@ def check_config(config: ModelConfig) -> None:
         raise _bad(f"unknown head {_show(config.head)}; known: {', '.join(HEADS)}")
     if config.feature_norm not in FEATURE_NORMS:
         raise _bad(f"unknown feature_norm {_show(config.feature_norm)}")
+    if config.interpolation not in INTERPOLATIONS:
+        raise _bad(
+            f"unknown interpolation {_show(config.interpolation)}; "
+            f"known: {', '.join(INTERPOLATIONS)}"
+        )
+    threshold = config.threshold
+    if threshold is not None and not (_number(threshold) and 0 <= threshold <= 1):
+        raise _bad(f"threshold must be a number from 0 to 1 (or null), not {_show(threshold)}")

@@ -15,7 +15,9 @@ import torch
 from scenecut.errors import InputError
 from scenecut.models.bassl import BaSSL, BiLSTMHead
 from scenecut.models.checkpoints import load
-from scenecut.models.runner import Runner, preprocess
+from scenecut.models.config import ModelConfig
+from scenecut.models.runner import Runner, normalize
+from scenecut.models.transforms import resize_crop
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,9 +65,12 @@ def shot_features(
     precision: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     runner: Runner | None = None,
+    prepared: bool = False,
 ) -> torch.Tensor:
     """``[n, k, H, W, 3]`` uint8 RGB keyframes -> ``[n, input_dim]`` float32 shot features.
 
+    Keyframes are resized and cropped as the model's configuration says (``prepare_image``),
+    unless ``prepared`` says they already were.
     Each keyframe goes through the encoder alone and the shot is the mean over its keyframes
     (BaSSL); the 9-channel SCRL encoder instead takes the k keyframes stacked on channels.
     ``batch_images`` counts images per network call (0: ``default_batch``); ``runner`` reuses a
@@ -76,6 +81,8 @@ def shot_features(
     runner = runner or encoder_runner(
         model, device=device, precision=precision, batch_images=batch_images
     )
+    if not prepared:
+        keyframes = prepare_images(config, keyframes)
     frames = torch.as_tensor(keyframes)
     n, k = frames.shape[:2]
     fused = config.encoder == "resnet50-9ch"
@@ -88,13 +95,31 @@ def shot_features(
             chunk = frames[start : start + step]
             m = chunk.shape[0]
             images = chunk.reshape(m * k, *chunk.shape[2:])
-            x = preprocess(
-                images, config.resize, config.image_size, config.mean, config.std, runner.device
-            )
+            x = normalize(images, config.mean, config.std, runner.device)
             x = x.reshape(m, k, *x.shape[1:])
             out[start : start + m] = encode_shots(runner, x, fused)
             if progress is not None:
                 progress(start + m, n)
+    return out
+
+
+def prepare_image(config: ModelConfig, image: np.ndarray) -> np.ndarray:
+    """One ``[H, W, 3]`` uint8 RGB image (full size) -> the ``[crop, crop, 3]`` uint8 pixels
+    the network sees: resized and cropped the reference's way (``transforms.resize_crop``)."""
+    return resize_crop(image, config.resize, config.image_size, config.interpolation)
+
+
+def prepare_images(config: ModelConfig, keyframes: np.ndarray | torch.Tensor) -> np.ndarray:
+    """``prepare_image`` on every image of ``[n, k, H, W, 3]`` keyframes."""
+    import numpy as np
+
+    images = np.asarray(keyframes)
+    n, k = images.shape[:2]
+    crop = config.image_size
+    out = np.empty((n, k, crop, crop, 3), dtype=np.uint8)
+    for i in range(n):
+        for j in range(k):
+            out[i, j] = prepare_image(config, images[i, j])
     return out
 
 
@@ -179,6 +204,16 @@ class BaSSLScorer:
     def keyframe_height(self) -> int:
         return self.model.config.resize
 
+    @property
+    def default_threshold(self) -> float | None:
+        """The boundary threshold the model came with (None: ``segment``'s default)."""
+        return self.model.config.threshold
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """A full-size RGB keyframe -> the network's input pixels (see ``prepare_image``);
+        ``embed`` takes keyframes prepared by this."""
+        return prepare_image(self.model.config, image)
+
     @classmethod
     def from_file(cls, path: str | Path, device: str = "cpu", **kwargs) -> BaSSLScorer:
         model, _ = load(path)
@@ -193,7 +228,7 @@ class BaSSLScorer:
                 batch_images=self.batch_images,
                 compile=self.compile,
             )
-        return shot_features(self.model, keyframes, runner=self.runner).numpy()
+        return shot_features(self.model, keyframes, runner=self.runner, prepared=True).numpy()
 
     def score(self, embeddings: np.ndarray) -> np.ndarray:
         return boundary_probs(self.model, embeddings, device=self.device).numpy()

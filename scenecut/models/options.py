@@ -1,8 +1,9 @@
-"""How a model runs: the five inference settings, checked in one place, and the device parser.
+"""How a model runs: the inference settings, checked in one place, and the device parser.
 
 The CLI builds one ``InferenceOptions`` from ``--model --device --batch-size --precision
---compile`` and hands it, by keyword, down to the scorer and the network runner. No torch here:
-``check`` validates spelling; ``resolve_device`` (which needs torch) checks the hardware.
+--compile --offline`` and hands it, by keyword, down to the scorer and the network runner. No
+torch here: ``check`` validates spelling; ``resolve_device`` (which needs torch) checks the
+hardware.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class InferenceOptions:
     ``batch_images`` counts keyframe images per network call (0: 16 on CPUs, 64 on GPUs);
     ``precision`` is autocast's (``auto``: bf16/fp16 on GPUs, bf16 on CPUs with native bf16);
     ``compile`` runs the shot encoder through ``torch.compile``. The classic model has no
-    network and ignores all but ``model``.
+    network and ignores all but ``model``. A registered ``model`` not in the cache is
+    downloaded on first use unless ``offline`` (or ``$SCENECUT_OFFLINE=1``).
     """
 
     model: str = "auto"  # auto, classic, effnet-lite0, a weights name or a checkpoint path
@@ -32,6 +34,7 @@ class InferenceOptions:
     batch_images: int = 0
     precision: str = "auto"
     compile: bool = False
+    offline: bool = False
 
     def check(self) -> None:
         """Raise ``UsageError`` for a setting no model could accept."""

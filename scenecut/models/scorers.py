@@ -46,7 +46,10 @@ OFFLINE = {
 def model_help() -> str:
     """``--model``'s help, from the table."""
     offline = ", ".join(f"{name} ({what})" for name, what in OFFLINE.items())
-    return f"Boundary model: auto (best installed), {offline}, a weights name or a checkpoint path."
+    return (
+        f"Boundary model: auto (best installed; never downloads), {offline}, a weights name "
+        "(bassl: downloaded on first use), an imported name or a checkpoint path."
+    )
 
 
 @dataclass(frozen=True)
@@ -58,19 +61,40 @@ class ModelChoice:
     note: str | None = None  # for ``auto``: why this one, and how to get a better one
 
 
-def choose_model(model: str = "auto") -> ModelChoice:
+def choose_model(
+    model: str = "auto",
+    *,
+    offline: bool | None = None,
+    progress: hub.Progress | None = None,
+    notice: hub.Notice | None = None,
+) -> ModelChoice:
     """Resolve ``--model``: ``auto``, ``classic``, ``effnet-lite0``, a weights name or a path.
 
-    ``auto`` takes the best installed model able to score boundaries (a pulled fine-tuned
-    checkpoint, else a model imported or trained by the user), else the offline ``classic``
-    stack: on the judged clips of tests/test_media.py it finds scenes better than the
-    EfficientNet-Lite0 features do (see the README's model section).
+    A registered fine-tuned name not in the cache is downloaded now (``hub.download``, with
+    ``progress`` and ``notice``) unless ``offline`` (default: ``$SCENECUT_OFFLINE``), as
+    ``whisper --model NAME`` does. ``auto`` never downloads: it takes the best installed
+    model able to score boundaries (a pulled fine-tuned checkpoint, else a model imported or
+    trained by the user), else the offline ``classic`` stack: on the judged clips of
+    tests/test_media.py it finds scenes better than the EfficientNet-Lite0 features do (see
+    the README's model section).
     """
     if model in OFFLINE:
         return ModelChoice(model)
+    if model in hub.REGISTRY:
+        record = hub.REGISTRY[model]
+        if record.kind != "finetuned":  # said before a download that could not be used
+            raise UsageError(
+                f"{model} is a {record.kind} checkpoint with no boundary head: it starts "
+                f"training (scenecut train extract --encoder {model}); to find scenes use a "
+                f"fine-tuned model: {', '.join(fine_tuned())}"
+            )
+        path = hub.resolve(model, fetch=True, offline=offline, progress=progress, notice=notice)
+        return ModelChoice(model, path)
     if model != "auto":
-        known = model in hub.REGISTRY or model in hub.imported_names()
+        known = model in hub.imported_names()
         if not known and not Path(model).expanduser().exists():
+            if message := hub.renamed_message(model):
+                raise UsageError(message)
             raise UsageError(
                 f"unknown model {model!r}; use auto, {', '.join(OFFLINE)}, a weights name "
                 "(scenecut weights list) or a checkpoint file"
@@ -81,9 +105,14 @@ def choose_model(model: str = "auto") -> ModelChoice:
         return ModelChoice(name, path, f"model: {name} ({path})")
     return ModelChoice(
         "classic",
-        note="model: classic (no learned boundary model installed; "
-        "`scenecut weights pull modelscope-bassl` gets BaSSL)",
+        note="model: classic (no learned boundary model installed; `--model bassl` or "
+        "`scenecut weights pull bassl` downloads BaSSL, and auto uses it from then on)",
     )
+
+
+def fine_tuned() -> list[str]:
+    """The registered names that score boundaries as they are."""
+    return [name for name, r in hub.REGISTRY.items() if r.kind == "finetuned"]
 
 
 def load_scorer(
@@ -92,7 +121,7 @@ def load_scorer(
     """Build the scorer ``options`` ask for (``choice``: ``options.model`` already resolved by
     ``choose_model``, to load what was announced)."""
     options = options or InferenceOptions()
-    choice = choice or choose_model(options.model)
+    choice = choice or choose_model(options.model, offline=options.offline or None)
     if choice.name == "classic" and choice.path is None:
         return CoherenceScorer(ClassicEncoder(), name="classic")
     runtime = dict(

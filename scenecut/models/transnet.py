@@ -43,7 +43,7 @@ INSTALL_HINT = "pip install 'scenecut[transnet]'"
 _MERGE_GAP = 5
 # A cut in the middle of a transition of up to 2 * _RUN_SLACK frames arrives at most
 # event_buffer_length frames after its frame; later ones still split the shot, a little less
-# exactly (see shots._KeyframeCollector._late_cut).
+# exactly (see keyframes.KeyframeCollector._late_cut).
 _RUN_SLACK = 16
 
 

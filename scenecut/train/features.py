@@ -24,9 +24,9 @@ from scenecut.errors import InputError, UsageError
 from scenecut.files import replacing, write_json
 from scenecut.models import bassl, checkpoints, effnet, hub
 from scenecut.models.config import ModelConfig
-from scenecut.models.inference import encode_shots, normalize_film
+from scenecut.models.inference import encode_shots, normalize_film, prepare_image
 from scenecut.models.options import check_precision
-from scenecut.models.runner import Runner
+from scenecut.models.runner import Runner, normalize
 from scenecut.train.datasets import FilmShots
 
 META = "features.json"
@@ -51,22 +51,18 @@ def load_encoder(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
 
 
 class ImageTransform:
-    """BaSSL's TEST transform on ``[N, 3, H, W]`` uint8 (picklable, for loader workers)."""
+    """The model's TEST transform on ``[N, 3, H, W]`` uint8 (picklable, for loader workers):
+    resized and cropped in PIL as the reference code does (``inference.prepare_image``), then
+    normalised."""
 
     def __init__(self, config: ModelConfig):
-        self.resize, self.crop = config.resize, config.image_size
-        self.mean = torch.tensor(config.mean)[None, :, None, None]
-        self.std = torch.tensor(config.std)[None, :, None, None]
+        self.config = config
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms.v2 import functional as TF
-
-        if min(images.shape[-2:]) != self.resize:
-            images = TF.resize(
-                images, [self.resize], interpolation=TF.InterpolationMode.BICUBIC, antialias=True
-            )
-        images = TF.center_crop(images, [self.crop, self.crop])
-        return (images.float() / 255.0 - self.mean) / self.std
+        pixels = images.permute(0, 2, 3, 1).numpy()
+        prepared = np.stack([prepare_image(self.config, image) for image in pixels])
+        config = self.config
+        return normalize(torch.from_numpy(prepared), config.mean, config.std, torch.device("cpu"))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from scenecut.data.tree import read_tree
-from scenecut.evaluate import Film, score_films
+from scenecut.evaluate import Film, inclusive_spans, score_films
 from scenecut.models import bassl, checkpoints
 from scenecut.models.bassl import CRN, BiLSTMHead
 from scenecut.models.inference import boundary_probs
@@ -66,7 +66,10 @@ def balanced_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.
 
 def finetune_task(config: TrainConfig) -> Task:
     features = FeatureSet.open(config.features or Path(config.out) / "features")
-    model_config = with_overrides(features.config, config.model)
+    # A new head has no published threshold of its own (the encoder's file may carry one).
+    model_config = with_overrides(
+        dataclasses.replace(features.config, threshold=None), config.model
+    )
     check_features(features, model_config)
     tree = read_tree(config.data)
     if config.head == "lstm":
@@ -151,7 +154,11 @@ def score_features(model: nn.Module, features, movies) -> dict[str, float]:
     films = []
     for movie in movies:
         probs = boundary_probs(model, torch.from_numpy(np.array(features.film(movie.video_id))))
-        spans = list(movie.shots) if movie.shots else [(i, i + 1) for i in range(movie.num_shots)]
+        spans = (
+            inclusive_spans(movie.shots)
+            if movie.shots
+            else [(i, i + 1) for i in range(movie.num_shots)]
+        )
         films.append(Film(movie.video_id, list(movie.labels), probs.tolist(), spans))
     scores = score_films(films)
     return {k: v for k, v in dataclasses.asdict(scores).items() if isinstance(v, float)}

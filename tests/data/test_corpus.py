@@ -15,8 +15,9 @@ from scenecut.cli import app
 from scenecut.data import pictures, synth
 from scenecut.data.corpus import CorpusSpec, make_corpus, photo_source, split_ids
 from scenecut.data.synth import FilmSpec, FilmTruth, make_film, plan_film
-from scenecut.data.tree import FRAMES_DIR, LABELS_DIR, SHOTS_DIR, keyframe_indices, keyframe_path
+from scenecut.data.tree import FRAMES_DIR, LABELS_DIR, SHOTS_DIR, keyframe_path
 from scenecut.errors import OutputError, UsageError
+from scenecut.keyframes import keyframe_indices
 
 runner = CliRunner()
 

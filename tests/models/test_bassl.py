@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import tarfile
 import types
@@ -96,7 +97,8 @@ def test_import_modelscope_and_load(full_state, tmp_path):
     path = tmp_path / "pytorch_model.pt"
     torch.save(full_state, path)
     state, config = checkpoints.import_checkpoint(path)
-    assert config == ModelConfig()
+    # ModelScope's own threshold (pipeline.save_threshold) travels with its weights
+    assert config == ModelConfig(threshold=0.8)
     _assert_same(state, full_state)
     model = bassl.build(config)
     model.load_state_dict(state, strict=True)
@@ -104,16 +106,18 @@ def test_import_modelscope_and_load(full_state, tmp_path):
         assert torch.equal(value, full_state[key]), key
 
 
-def test_import_lightning_without_buffers(full_state, tmp_path):
+def test_import_lightning_without_buffers(full_state, tmp_path, caplog):
     sd = {k: v for k, v in full_state.items() if k != "crn.attention_mask"}
     del sd["crn.shot_embedding.pos_ids"]
     sd["loss.head_pp.weight"] = torch.randn(2, 768)
     sd["loss.head_nce.model.0.weight"] = torch.randn(4, 4)
     path = tmp_path / "model-v1.ckpt"
     torch.save({"state_dict": sd, "epoch": 3, "global_step": 10}, path)
-    state, config = checkpoints.import_checkpoint(path)
-    assert config == ModelConfig()
+    with caplog.at_level(logging.WARNING):
+        state, config = checkpoints.import_checkpoint(path)
+    assert config == ModelConfig()  # BaSSL's own threshold: argmax (None: segment's 0.5)
     _assert_same(state, full_state)  # buffers filled back in, loss.* dropped
+    assert not caplog.records  # the pretext heads are known: dropped without a word
 
 
 def test_import_lightning_tar_gz(tmp_path):
@@ -149,7 +153,7 @@ def test_import_torchvision_encoder_only(full_state, tmp_path):
         checkpoints.load(path)
 
 
-def test_scrl_nine_channel_encoder(full_state, tmp_path):
+def test_scrl_nine_channel_encoder(full_state, tmp_path, caplog):
     sd = {
         "module.encoder_q." + k[len("shot_encoder.") :]: v
         for k, v in full_state.items()
@@ -158,10 +162,16 @@ def test_scrl_nine_channel_encoder(full_state, tmp_path):
     sd["module.encoder_q.conv1.weight"] = torch.randn(64, 9, 7, 7)
     sd["module.encoder_q.fc.0.weight"] = torch.randn(2048, 2048)
     sd["module.queue"] = torch.randn(2048, 4)
+    sd["module.queue_ptr"] = torch.zeros(1, dtype=torch.long)
+    sd["module.encoder_k.conv1.weight"] = torch.randn(64, 9, 7, 7)
     path = tmp_path / "checkpoint_0001.pth.tar"
     torch.save({"epoch": 1, "arch": "resnet50", "state_dict": sd}, path)
-    state, config = checkpoints.import_checkpoint(path)
+    with caplog.at_level(logging.WARNING):
+        state, config = checkpoints.import_checkpoint(path)
+    assert not caplog.records  # SCRL's projection, key encoder and queue are known extras
     assert config.encoder == "resnet50-9ch"
+    # SCRL's extract_embeddings.py: Resize(224) (torchvision's bilinear) + CenterCrop(224)
+    assert (config.resize, config.image_size, config.interpolation) == (224, 224, "bilinear")
     assert state["shot_encoder.conv1.weight"].shape == (64, 9, 7, 7)
     with pytest.raises(InputError, match=r"conv1\.weight"):
         checkpoints.import_checkpoint(path, config=ModelConfig())  # 9 channels into BaSSL's encoder

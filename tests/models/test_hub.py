@@ -21,6 +21,8 @@ from scenecut.cli import app
 from scenecut.models import hub, scorers
 from scenecut.models.config import CRNConfig, ModelConfig
 
+# Every download here goes to a server the test starts on 127.0.0.1.
+pytestmark = pytest.mark.loopback
 runner = CliRunner()
 # Downloads must load as the checkpoint their record describes: a tiny BaSSL (ModelScope's
 # layout, a flat state dict in a .pt file) of about 400 KB.
@@ -151,15 +153,16 @@ def home(tmp_path, monkeypatch) -> Path:
     return tmp_path / "home"
 
 
-def record(url: str, **changes) -> hub.WeightRecord:
+def record(url: str | tuple[str, ...], **changes) -> hub.WeightRecord:
     base = hub.WeightRecord(
         name="test-weights",
-        url=url,
+        urls=(url,) if isinstance(url, str) else url,
         filename="w.pth",
         kind="finetuned",
         architecture="tiny",
         preprocessing=hub.BASSL_PREPROCESSING,
         licence="test",
+        title="test weights",
         description="test",
         sha256=SHA,
         size=len(PAYLOAD),
@@ -185,7 +188,7 @@ def test_download_reports_progress_and_installs(server, home):
     path = hub.download(record(server.url + "/w.pth"), progress=lambda d, t: calls.append((d, t)))
     assert path == home / "weights" / "w.pth"
     assert path.read_bytes() == PAYLOAD
-    assert cache_files(home) == ["w.pth"]
+    assert cache_files(home) == ["w.pth", "w.pth.json"]
     done = [d for d, _ in calls]
     assert done == sorted(done) and done[-1] == len(PAYLOAD)
     assert {t for _, t in calls} == {len(PAYLOAD)}
@@ -207,13 +210,13 @@ def test_partial_file_survives_failures_and_next_call_resumes(server, home):
     rec = record(server.url + "/w.pth")
     with pytest.raises(hub.DownloadError, match="resumes"):
         hub.download(rec)
-    assert cache_files(home) == ["w.pth.part"]  # never the final name
+    assert cache_files(home) == ["w.pth.part", "w.pth.part.url"]  # never the final name
     part_size = (home / "weights" / "w.pth.part").stat().st_size
     assert part_size == 50_000 * hub._ATTEMPTS
     server.ranges.clear()
     assert hub.download(rec).read_bytes() == PAYLOAD
     assert server.ranges == [f"bytes={part_size}-"]
-    assert cache_files(home) == ["w.pth"]
+    assert cache_files(home) == ["w.pth", "w.pth.json"]
 
 
 def test_server_ignoring_range_still_gives_the_right_file(server, home):
@@ -259,7 +262,7 @@ def test_url_hash_prefix_is_checked_when_no_sha256(server, home):
     bad = record(f"{server.url}/resnet-deadbeef.pth", sha256=None, filename="other.pth")
     with pytest.raises(hub.DownloadError, match="deadbeef"):
         hub.download(bad)
-    assert cache_files(home) == ["w.pth"]
+    assert cache_files(home) == ["w.pth", "w.pth.json"]
 
 
 def test_http_404_and_unreachable_server(server, home):
@@ -314,10 +317,10 @@ def test_resolve(tmp_path, monkeypatch):
         hub.resolve("bassl")
     with pytest.raises(hub.WeightsError, match="neither a registered"):
         hub.resolve("no-such-weights")
-    installed = hub.installed_path(hub.get("modelscope-bassl"))
+    installed = hub.installed_path(hub.get("bassl"))
     installed.parent.mkdir(parents=True)
     installed.write_bytes(b"x")
-    assert hub.resolve("modelscope-bassl") == installed
+    assert hub.resolve("bassl") == installed
 
 
 def test_registry_is_honest():
@@ -344,10 +347,12 @@ def test_cli_list_and_info(home):
     assert res.exit_code == 0, res.output
     assert res.stdout.split() == list(hub.REGISTRY)
     assert "installed" in res.stderr and "57.40" in res.stderr
-    res = runner.invoke(app, ["weights", "info", "bassl-40epoch"])
+    res = runner.invoke(app, ["weights", "info", "bassl-pretrained-40epoch"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert data["url"].endswith("bassl_40epoch.tar.gz")
+    assert data["urls"] == [
+        "https://twg.kakaocdn.net/brainrepo/bassl/checkpoints/bassl_40epoch.tar.gz"
+    ]
     assert data["sha256"] is None and data["installed"] is False
     assert data["preprocessing"]["resize"] == 256
     assert data["path"].startswith(str(home))
@@ -358,7 +363,7 @@ def test_cli_list_and_info(home):
 def test_cli_pull_prints_the_path(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_download(record, *, force, progress):
+    def fake_download(record, *, force, progress, notice):
         seen.update(name=record.name, force=force, progress=progress)
         return tmp_path / "x.pth"
 
@@ -416,7 +421,7 @@ def test_a_checkpoint_of_the_wrong_kind_is_not_installed(server, home):
 
 
 def _install_broken_modelscope() -> Path:
-    broken = hub.installed_path(hub.get("modelscope-bassl"))
+    broken = hub.installed_path(hub.get("bassl"))
     broken.parent.mkdir(parents=True, exist_ok=True)
     broken.write_bytes(HTML)  # what an older version installed from a login page
     return broken
@@ -432,8 +437,8 @@ def test_auto_skips_a_broken_installed_model(home, tmp_path, caplog):
     assert choice.name == "classic"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and not any("\n" in w for w in warnings)
-    assert warnings[0].startswith("skipping modelscope-bassl:") and str(broken) in warnings[0]
-    assert "weights pull modelscope-bassl --force" in warnings[0]
+    assert warnings[0].startswith("skipping bassl:") and str(broken) in warnings[0]
+    assert "weights pull bassl --force" in warnings[0]
     assert warnings[1].startswith("skipping junk:") and "--as junk --overwrite" in warnings[1]
 
     mine = tmp_path / "mine.pt"
@@ -443,7 +448,7 @@ def test_auto_skips_a_broken_installed_model(home, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="scenecut"):
         choice = scorers.choose_model("auto")
     assert choice.name == "mine"  # the next choice, not the broken first one
-    assert any("skipping modelscope-bassl" in r.getMessage() for r in caplog.records)
+    assert any("skipping bassl" in r.getMessage() for r in caplog.records)
 
 
 def test_pull_replaces_a_broken_installed_file(server, home, caplog):
@@ -489,7 +494,7 @@ def test_a_stalled_server_fails_in_time_and_the_next_pull_resumes(server, home, 
     part = home / "weights" / "w.pth.part"
     assert part.read_bytes() == PAYLOAD[: 1000 * hub._ATTEMPTS]  # every byte received is kept
     assert server.ranges == [None, "bytes=1000-", "bytes=2000-"]
-    assert cache_files(home) == ["w.pth.part"]
+    assert cache_files(home) == ["w.pth.part", "w.pth.part.url"]
 
     server.stall_after = None
     server.ranges.clear()
@@ -570,9 +575,10 @@ from dataclasses import replace
 from scenecut.cli import main
 from scenecut.models import hub
 
-base = hub.get("bassl")
-hub.REGISTRY["bassl"] = replace(base, url=sys.argv[1], sha256=None, size=None)
-sys.argv = ["scenecut", "weights", "pull", "bassl"]
+
+base = hub.get("bassl-pretrained")
+hub.REGISTRY["bassl-pretrained"] = replace(base, urls=(sys.argv[1],), sha256=None, size=None)
+sys.argv = ["scenecut", "weights", "pull", "bassl-pretrained"]
 main()
 """
 
@@ -594,6 +600,7 @@ def test_pull_of_a_truncated_archive_is_exit_1_not_interrupted(server, home):
     )
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "damaged or truncated archive" in lines[0], proc.stderr
+    assert len(lines) == 2 and lines[0].startswith("downloading bassl-pretrained"), proc.stderr
+    assert lines[1].startswith("error:") and "damaged or truncated archive" in lines[1]
     assert "interrupted" not in proc.stderr
     assert cache_files(home) == []
