@@ -1,8 +1,8 @@
 """The keyframes of each shot, as MovieNet takes them: its first, middle and last frame.
 
 A shot's middle frame is known only once the shot ends, at its cut. While a shot is open, the
-frames that can still become its middle (from the middle so far to the newest) are kept as
-copies of their YUV planes while they fit in ``_BUFFER_BYTES``; the middle of a shot too long
+frames that can still become its middle (from the middle so far to the newest) are kept, as
+the decoder gave them, while they fit in ``_BUFFER_BYTES``; the middle of a shot too long
 for that is decoded once more from the keyframe before it (``video.Rewind``), so memory stays
 flat however long the shot is and the file is still read through once.
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEYFRAMES_PER_SHOT = 3
-_BUFFER_BYTES = 96 << 20  # copies of the open shot's possible middle frames (1080p: 31)
+_BUFFER_BYTES = 96 << 20  # the open shot's possible middle frames held (1080p: 31, 4K: 7)
 _MIN_BUFFER = 4  # frames, however large
 _LOOKBACK_FRAMES = 2000  # the most frames decoded again to find one middle frame
 _NO_SOURCE = -(1 << 63)  # a frame whose timestamp the file does not give
@@ -54,31 +54,33 @@ class ShotKeyframes:
 
 
 class _Frame:
-    """A decoded frame reduced to its planar YUV 4:2:0 pixels (``[H * 3 / 2, W]`` uint8), so
-    the decoder's own frame is released at once (holding decoder frames slows decoding)."""
+    """A decoded frame kept as the decoder gave it (holding it costs nothing measurable; a
+    copy of a 4K frame costs 3 ms): converted only if it is chosen."""
 
-    def __init__(self, index: int, i420: np.ndarray):
+    def __init__(self, index: int, frame: av.VideoFrame):
         self.index = index
-        self.i420 = i420
+        self.frame = frame
+
+    @property
+    def nbytes(self) -> int:
+        return sum(plane.buffer_size for plane in self.frame.planes)
 
     def rgb(self) -> np.ndarray:
-        """Full-size RGB as OpenCV's ``VideoCapture`` (and ffmpeg) convert it: swscale,
-        bicubic chroma, BT.601."""
-        import av
-
-        frame = av.VideoFrame.from_ndarray(self.i420, format="yuv420p")
-        return frame.reformat(format="rgb24", interpolation="BICUBIC").to_ndarray()
+        """Full-size RGB as OpenCV's ``VideoCapture`` (and ffmpeg) convert it: swscale with
+        its bicubic flag, from whatever pixel format the decoder gave."""
+        return self.frame.reformat(format="rgb24", interpolation="BICUBIC").to_ndarray()
 
     def keyframe(self, width: int, height: int) -> np.ndarray:
         """RGB at ``width`` x ``height`` (both even), pixel-averaged."""
         import cv2
         import numpy as np
 
-        h = self.i420.shape[0] * 2 // 3
-        w = self.i420.shape[1]
+        i420 = _i420(self.frame)
+        h = i420.shape[0] * 2 // 3
+        w = i420.shape[1]
         # The chroma planes are h/2 rows of w/2 each, laid out flat after the luma: taken by
         # element count, since h/2 rows need not fill whole rows of w (640x266: 133 rows).
-        flat = self.i420.reshape(-1)
+        flat = i420.reshape(-1)
         luma, chroma = h * w, (h // 2) * (w // 2)
         planes = (
             (flat[:luma].reshape(h, w), width, height),
@@ -120,23 +122,6 @@ def _i420(frame: av.VideoFrame) -> np.ndarray:
     return frame.reformat(width=w, height=h, format="yuv420p").to_ndarray()
 
 
-class _LazyFrame:
-    """Copies a decoder frame into a ``_Frame`` on first use only."""
-
-    def __init__(self, decoded: DecodedFrame, stages: Stages):
-        self.index = decoded.index
-        self.decoded: DecodedFrame | None = decoded
-        self.frame: _Frame | None = None
-        self.stages = stages
-
-    def get(self) -> _Frame:
-        if self.frame is None:
-            with self.stages.time("keyframes", 0):
-                self.frame = _Frame(self.index, _i420(self.decoded.frame))
-                self.decoded = None
-        return self.frame
-
-
 class KeyframeCollector:
     """Receives frames after the detector can no longer place a cut before them, and hands
     each finished shot with its keyframes to ``on_shot``.
@@ -168,18 +153,18 @@ class KeyframeCollector:
         self.starts: dict[int, Fraction] = {}  # shot start frame -> presentation time
         self.rewound = 0  # middle frames decoded again
         self.inexact = 0  # keyframes that are not the frame the rule names (nearest kept)
-        self.peak_held = 0  # the most frame copies held at once
+        self.peak_held = 0  # the most frames held at once
         self._open = False
         self._start = 0
         self._first: _Frame | None = None
-        # Copies of the open shot's frames that can still become its middle, oldest first.
+        # The open shot's frames that can still become its middle, oldest first.
         self._held: deque[_Frame] = deque()
         self._capacity = 0
         # The file's timestamp of each frame of the open shot, and its keyframes (index,
         # timestamp), the last one before the shot included: where a rewind starts.
         self._sources = array("q")
         self._keys: deque[tuple[int, int]] = deque()
-        self._last: _LazyFrame | None = None
+        self._last: _Frame | None = None
         self._last_pushed = -1
 
     def turn(self, turns: int, size: tuple[int, int]) -> None:
@@ -196,25 +181,22 @@ class KeyframeCollector:
     def push(self, decoded: DecodedFrame) -> None:
         j = decoded.index
         self._last_pushed = j
-        # Only the frames kept are copied out of the decoder's frame.
-        item = _LazyFrame(decoded, self.stages)
+        item = _Frame(j, decoded.frame)
         self._last = item
         if j == 0 or j in self.cuts:
             self._begin(j, decoded.time)
-            self._first = item.get()
+            self._first = item
         source = decoded.source
         self._sources.append(_NO_SOURCE if source is None else source)
         if decoded.key and source is not None:
             self._keys.append((j, source))
         if not self._capacity:
-            frame = decoded.frame
-            size = max(1, frame.width * frame.height * 3 // 2)
-            self._capacity = max(_MIN_BUFFER, _BUFFER_BYTES // size)
+            self._capacity = max(_MIN_BUFFER, _BUFFER_BYTES // max(1, item.nbytes))
         _, lowest, _ = keyframe_indices(self._start, j + 1)  # the middle if the shot ended here
         while self._held and self._held[0].index < lowest:
             self._held.popleft()
         if len(self._held) < self._capacity:
-            self._held.append(item.get())
+            self._held.append(item)
             self.peak_held = max(self.peak_held, len(self._held))
         if j + 1 in self.cuts:
             self._close(j + 1)
@@ -260,7 +242,7 @@ class KeyframeCollector:
         if self._first is not None and self._first.index == index:
             return self._first
         if self._last is not None and self._last.index == index:
-            return self._last.get()
+            return self._last
         for frame in self._held:
             if frame.index == index:
                 return frame
@@ -270,7 +252,7 @@ class KeyframeCollector:
         self.inexact += 1
         kept = [f for f in (self._first, *self._held) if f is not None]
         if self._last is not None:
-            kept.append(self._last.get())
+            kept.append(self._last)
         inside = [f for f in kept if self._start <= f.index < end] or kept
         nearest = min(inside, key=lambda f: (abs(f.index - index), f.index))
         log.debug("frame %d could not be decoded again; frame %d stands in", index, nearest.index)
@@ -289,7 +271,7 @@ class KeyframeCollector:
             if frame is None:
                 return None
             self.rewound += 1
-            return _Frame(index, _i420(frame))
+            return _Frame(index, frame)
 
     def _late_cut(self, frame: int) -> None:
         """A cut reported after its frame was passed on (e.g. the threshold detector placing
