@@ -58,14 +58,19 @@ def pyscenedetect_cuts(clip: Path, detector: str) -> list[int]:
 
 
 def our_cuts(clip: Path, detector: str) -> tuple[list[int], tuple[float, float]]:
-    """Our cut frames, and the seconds per frame of the downscale and of the detector."""
+    """Our cut frames, and the seconds per frame of the detector's input (the BGR conversion
+    and the shrink, in two threads) and of the detector."""
     from scenecut.profile import Stages
     from scenecut.shots import detect_shots
 
     stages = Stages()
     shots = detect_shots(clip, detector=detector, stages=stages).shots
     frames = max(1, stages.frames)
-    per_frame = tuple(stages.seconds.get(s, 0.0) / frames for s in ("downscale", "detect"))
+    seconds = stages.seconds
+    per_frame = (
+        (seconds.get("downscale", 0.0) + seconds.get("shrink", 0.0)) / frames,
+        seconds.get("detect", 0.0) / frames,
+    )
     return [shot.start for shot in shots[1:]], per_frame
 
 

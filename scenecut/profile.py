@@ -20,7 +20,8 @@ T = TypeVar("T")
 STAGES: dict[str, tuple[str, str]] = {
     "load model": ("main", "building the scorer (weights read once per run)"),
     "decode": ("decode", "PyAV demuxing and decoding"),
-    "downscale": ("decode", "small BGR frames for the shot detector"),
+    "downscale": ("decode", "the shot detector's input: full-size BGR (TransNetV2: 48x27)"),
+    "shrink": ("main", "the BGR frame shrunk as PySceneDetect shrinks it"),
     "detect": ("main", "the shot detector (PySceneDetect)"),
     "keyframes": ("main", "copying candidate keyframes, scaling the chosen ones"),
     "embed": ("embed", "the shot encoder on each batch of keyframes"),

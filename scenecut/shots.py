@@ -84,6 +84,7 @@ DETECTORS: dict[str, Detector] = {
 }
 DETECTION_WIDTH = 256  # PySceneDetect's DEFAULT_MIN_WIDTH, for the longer side
 _QUEUE_BYTES = 40 << 20  # decoded frames queued for the detector
+_SPLIT_PIXELS = 1920 * 1088  # up to this size the BGR frame is shrunk in the detector's thread
 
 
 @dataclass(frozen=True)
@@ -175,20 +176,29 @@ def detect_shots(
     total = probe.frame_count_estimate
     last: DecodedFrame | None = None
     first_pts: Fraction | None = None
-    # Decoding and downscaling run in a thread (PyAV and swscale release the GIL) while this
-    # thread runs the detector: the two stages overlap, as in PySceneDetect.
+    # Decoding and the full-size BGR conversion run in a thread (PyAV and swscale release the
+    # GIL) while this thread shrinks the BGR frame (cv2 releases it too) and runs the detector:
+    # the two threads share the work about equally, as in PySceneDetect. Above 1080p the BGR
+    # frames would fill memory while they wait (4K: 25 MB each), so the decode thread shrinks
+    # them too.
     # A detector may make its own input from the decoded frame (TransNetV2 takes 48x27 pixels).
-    small = getattr(det, "detection_image", None) or _DetectionImages(probe.width, probe.height)
+    own = getattr(det, "detection_image", None)
+    images = None if own else _DetectionImages(probe.width, probe.height)
+    if images is not None and probe.width * probe.height > _SPLIT_PIXELS:
+        own, images = images, None
+    convert = own or images.convert
     clock = time.perf_counter
 
     def downscale(item: DecodedFrame) -> tuple[DecodedFrame, np.ndarray]:
         start = clock()
-        image = small(item.frame)
+        image = convert(item.frame)
         stages.add("downscale", clock() - start)
         return item, image
 
-    # Decoded frames waiting for the detector: fewer of them when they are large (4K: 3).
-    depth = max(2, min(8, _QUEUE_BYTES // (probe.width * probe.height * 3 // 2 or 1)))
+    # Decoded frames waiting for the detector, each with its BGR copy: fewer when they are
+    # large (4K: 2).
+    queued = probe.width * probe.height * (3 if own else 9) // 2 or 1  # I420 (+ BGR)
+    depth = max(2, min(8, _QUEUE_BYTES // queued))
     staged = _in_thread(stages.timed("decode", frames), downscale, depth)
     keyframe_times = array("d")
     for item, image in staged:
@@ -199,6 +209,10 @@ def detect_shots(
             first_pts = Fraction(item.pts) * probe.time_base
             turns = rotation_turns(item.frame)
             collector.turn(turns, upright_size(probe.width, probe.height, keyframe_height, turns))
+        if images is not None:
+            start = clock()
+            image = images.shrink(image)
+            stages.add("shrink", clock() - start)
         start = clock()
         cuts = det.process_frame(FrameTimecode(item.index, fps=probe.fps), image)
         stages.add("detect", clock() - start)
@@ -310,8 +324,10 @@ class _DetectionImages:
         self.turns: int | None = None  # taken from the first frame, as OpenCV takes the stream's
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        import cv2
+        return self.shrink(self.convert(frame))
 
+    def convert(self, frame: av.VideoFrame) -> np.ndarray:
+        """The full-size BGR frame, as OpenCV's decoder converts it."""
         # SWS_BICUBIC is OpenCV's flag: plain YUV 4:2:0 converts the same under any flag, but
         # layouts swscale resamples (NV12) differ by up to 100 levels under another.
         image = self.reformatter.reformat(
@@ -319,6 +335,12 @@ class _DetectionImages:
         ).to_ndarray()
         if self.turns is None:
             self.turns = rotation_turns(frame)
+        return image
+
+    def shrink(self, image: np.ndarray) -> np.ndarray:
+        """Upright, then shrunk by PySceneDetect's auto-downscale factor."""
+        import cv2
+
         if self.turns:
             image = cv2.rotate(image, _CV2_TURNS[self.turns])
         if self.factor > 1:

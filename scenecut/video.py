@@ -429,6 +429,10 @@ class Rewind:
                         return None
         except (av.error.FFmpegError, InputError, OSError) as exc:
             log.debug("%s: cannot decode the frame at %s again (%s)", self.path, source, exc)
+        finally:
+            # Its decoder's reference frames and thread buffers (hundreds of MB at 4K) are
+            # freed between shots; opening again costs a few milliseconds.
+            self.close()
         return None
 
     def close(self) -> None:
