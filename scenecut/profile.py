@@ -21,7 +21,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "load model": ("main", "building the scorer (weights read once per run)"),
     "decode": ("decode", "PyAV demuxing and decoding"),
     "downscale": ("decode", "the shot detector's input: full-size BGR (TransNetV2: 48x27)"),
-    "shrink": ("main", "every other BGR conversion, and each frame shrunk as PySceneDetect does"),
+    "shrink": ("main", "the BGR frame shrunk as PySceneDetect shrinks it"),
     "detect": ("main", "the shot detector (PySceneDetect)"),
     "keyframes": ("main", "copying candidate keyframes, scaling the chosen ones"),
     "embed": ("embed", "the shot encoder on each batch of keyframes"),

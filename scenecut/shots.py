@@ -177,23 +177,19 @@ def detect_shots(
     last: DecodedFrame | None = None
     first_pts: Fraction | None = None
     # Decoding and the full-size BGR conversion run in a thread (PyAV and swscale release the
-    # GIL) while this thread shrinks the BGR frame (cv2 releases it too), converts every other
-    # frame itself and runs the detector: the two threads share the work about equally (the
-    # 10-minute 720p film: 7% faster than all conversions in the decode thread). Above 1080p
-    # the BGR frames would fill memory while they wait (4K: 25 MB each), so the decode thread
-    # does all of it.
+    # GIL) while this thread shrinks the BGR frame (cv2 releases it too) and runs the detector:
+    # the two threads share the work about equally, as in PySceneDetect. Above 1080p the BGR
+    # frames would fill memory while they wait (4K: 25 MB each), so the decode thread shrinks
+    # them too.
     # A detector may make its own input from the decoded frame (TransNetV2 takes 48x27 pixels).
     own = getattr(det, "detection_image", None)
     images = None if own else _DetectionImages(probe.width, probe.height)
     if images is not None and probe.width * probe.height > _SPLIT_PIXELS:
         own, images = images, None
     convert = own or images.convert
-    here = None if images is None else _DetectionImages(probe.width, probe.height)
     clock = time.perf_counter
 
-    def downscale(item: DecodedFrame) -> tuple[DecodedFrame, np.ndarray | None]:
-        if here is not None and item.index % 2:
-            return item, None  # converted in the detector's thread
+    def downscale(item: DecodedFrame) -> tuple[DecodedFrame, np.ndarray]:
         start = clock()
         image = convert(item.frame)
         stages.add("downscale", clock() - start)
@@ -215,8 +211,6 @@ def detect_shots(
             collector.turn(turns, upright_size(probe.width, probe.height, keyframe_height, turns))
         if images is not None:
             start = clock()
-            if image is None:
-                image = here.convert(item.frame)
             image = images.shrink(image)
             stages.add("shrink", clock() - start)
         start = clock()

@@ -40,13 +40,11 @@ def test_profile_counts_every_decoded_frame_and_each_stage(film):
     result = scenecut.segment(film.path, stages=stages)
     assert stages.frames == result.decoded_frames == film.frame_count
     assert stages.items["decode"] == film.frame_count
-    # every frame shrunk in the main thread; half of them converted in the decode thread
-    assert stages.items["shrink"] == film.frame_count
-    assert stages.items["downscale"] == (film.frame_count + 1) // 2
+    assert stages.items["downscale"] == film.frame_count
     assert stages.items["embed"] == len(result.shots)  # shots embedded, in batches
     for stage in ("decode", "downscale", "detect", "keyframes", "embed", "score"):
         assert stages.seconds[stage] > 0, stage
-    main_thread = sum(stages.seconds[s] for s in ("shrink", "detect", "keyframes", "score"))
+    main_thread = sum(stages.seconds[s] for s in ("detect", "keyframes", "score"))
     assert main_thread <= stages.wall
     rows = {row["stage"]: row for row in stages.as_dict()["stages"]}
     assert rows["decode"]["thread"] == "decode" and rows["embed"]["thread"] == "embed"
