@@ -236,6 +236,13 @@ def detect_shots(
         collector.push(ring.popleft())
     shots = collector.finish(frame_count)
     collector.rewind.close()
+    if collector.inexact:
+        log.warning(
+            "%s: %d keyframe(s) could not be decoded a second time (seeking in this file is "
+            "unreliable); the nearest frame held stands in for each",
+            path,
+            collector.inexact,
+        )
     if progress:
         progress(frame_count, frame_count)
 

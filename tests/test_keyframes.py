@@ -237,3 +237,22 @@ def test_network_input_is_the_reference_transform_of_the_reference_decode(tmp_pa
             for k, index in enumerate(item.shot.keyframes):
                 want = _reference_input(decoded[index], config.resize, config.image_size, mode)
                 assert np.abs(ours[k] - want).max() < 1e-6, (mode, index)
+
+
+def test_a_middle_that_cannot_be_decoded_again_is_said(clip, monkeypatch, caplog, tmp_path):
+    """When seeking back fails (here the file is gone by then), the nearest frame held stands
+    in, inside its shot, and a warning says how many."""
+    from scenecut import shots
+    from scenecut.video import Rewind
+
+    monkeypatch.setattr(keyframes, "_BUFFER_BYTES", 4 * W * H * 3 // 2)
+    monkeypatch.setattr(shots, "Rewind", lambda path: Rewind(tmp_path / "gone.mp4"))
+    path, _ = clip
+    with caplog.at_level("WARNING", logger="scenecut"):
+        detection, got = _detect(path)
+    assert detection.rewound == 0 and detection.inexact >= 1
+    assert f"{detection.inexact} keyframe(s) could not be decoded a second time" in caplog.text
+    for item in got:
+        numbers = [frame_number(image) for image in item.images]
+        assert tuple(item.shot.keyframes) == tuple(numbers)  # the frames it says it used
+        assert all(item.shot.start <= n < item.shot.end for n in numbers)

@@ -20,10 +20,11 @@ from scenecut.cli.options import (
     DetectorOption,
     DeviceOption,
     ModelOption,
+    OfflineOption,
     PrecisionOption,
     inference_options,
 )
-from scenecut.cli.weights import OfflineOption, chosen_model
+from scenecut.cli.weights import chosen_model
 from scenecut.errors import UsageError
 from scenecut.files import atomic_write
 from scenecut.models.scorers import load_scorer

@@ -11,6 +11,15 @@ from scenecut.models.scorers import model_help
 from scenecut.shots import detector_help, detector_threshold_help
 
 ModelOption = Annotated[str, typer.Option(help=model_help())]
+# The commands that may download a model on first use (segment, eval, train extract).
+OfflineOption = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="Never download: a named model not in the cache is an error (also "
+        "SCENECUT_OFFLINE=1).",
+    ),
+]
 DeviceOption = Annotated[str, typer.Option(help=f"{DEVICES} (auto: CUDA when present).")]
 BatchOption = Annotated[
     int,

@@ -18,10 +18,11 @@ from scenecut.cli.options import (
     DetectorThresholdOption,
     DeviceOption,
     ModelOption,
+    OfflineOption,
     PrecisionOption,
     inference_options,
 )
-from scenecut.cli.weights import OfflineOption, chosen_model
+from scenecut.cli.weights import chosen_model
 from scenecut.errors import OutputError, ScenecutError, UsageError
 from scenecut.models.scorers import load_scorer
 from scenecut.output.clips import DEFAULT_TEMPLATE

@@ -17,8 +17,8 @@ from typing import Annotated
 import typer
 
 from scenecut.cli.console import stderr
-from scenecut.cli.options import PRECISION_HELP, PrecisionOption
-from scenecut.cli.weights import OfflineOption, fetched_weights
+from scenecut.cli.options import PRECISION_HELP, OfflineOption, PrecisionOption
+from scenecut.cli.weights import fetched_weights
 from scenecut.errors import UsageError
 from scenecut.models.config import ENCODERS
 from scenecut.train.config import CHECKPOINT, METHODS, check_run_folder, make_config

@@ -19,16 +19,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-# Shared by the commands that may download a model on first use (segment, eval, train extract).
-OfflineOption = Annotated[
-    bool,
-    typer.Option(
-        "--offline",
-        help="Never download: a named model not in the cache is an error (also "
-        "SCENECUT_OFFLINE=1).",
-    ),
-]
-
 
 def chosen_model(console, quiet: bool, model: str, offline: bool) -> ModelChoice:
     """``choose_model`` for a command: a named model not in the cache is downloaded now, said

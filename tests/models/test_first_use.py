@@ -13,102 +13,23 @@ import socket
 import subprocess
 import sys
 import tarfile
-import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from loopback import Server, modelscope_file
 from typer.testing import CliRunner
 
 from scenecut.cli import app
 from scenecut.models import hub, scorers
-from scenecut.models.config import CRNConfig, ModelConfig
 
 torch = pytest.importorskip("torch")
 
 # Every download here goes to a server the test starts on 127.0.0.1.
 pytestmark = pytest.mark.loopback
 runner = CliRunner()
-TINY = ModelConfig(
-    encoder="tiny",
-    crn=CRNConfig(
-        input_dim=16,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=8,
-        intermediate_size=64,
-    ),
-    resize=64,
-    image_size=56,
-)
-
-
-def _modelscope_file() -> bytes:
-    """A tiny fine-tuned BaSSL in ModelScope's layout (a flat state dict in a .pt file)."""
-    from scenecut.models import bassl
-
-    torch.manual_seed(3)
-    buffer = io.BytesIO()
-    torch.save(bassl.build(TINY).state_dict(), buffer)
-    return buffer.getvalue()
-
-
-PAYLOAD = _modelscope_file()
+PAYLOAD = modelscope_file(seed=3)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
-
-
-class Server:
-    """Serves ``files`` (path -> bytes) with Range support; ``stall`` paths send 1000 bytes and
-    then nothing until the test ends. ``requests`` lists every (path, Range header)."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.stall: set[str] = set()
-        self.requests: list[tuple[str, str | None]] = []
-        self.release = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server.requests.append((self.path, self.headers.get("Range")))
-                data = server.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                if header := self.headers.get("Range"):
-                    start = int(header.removeprefix("bytes=").split("-")[0])
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                self.close_connection = True
-                try:
-                    if self.path in server.stall:
-                        self.wfile.write(data[start : start + 1000])
-                        self.wfile.flush()
-                        server.release.wait(60)
-                    else:
-                        self.wfile.write(data[start:])
-                except OSError:
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
-
-    def close(self):
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
