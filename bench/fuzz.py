@@ -1048,7 +1048,8 @@ def _download(mode: str, name: str):
         folder = d / "home" / "weights"
         files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
         run.facts["weights_files"] = [p.name for p in files]
-        installed = [p.name for p in files if not p.name.endswith(".part")]
+        # A kept .part (and the .part.url naming the URL it resumes from) is not installed.
+        installed = [p.name for p in files if not p.name.endswith((".part", ".part.url"))]
         installed = [n for n in installed if not n.startswith(".")]
         if installed:
             run.flag("other failure", f"a bad file was installed ({installed[0]})")
