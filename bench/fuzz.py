@@ -77,7 +77,7 @@ SHIM = (
 )
 
 # `scenecut weights pull` against the loopback server: scenecut has no URL override
-# (scenecut/models/hub.py reads none), so this entry point points every registered URL at
+# (scenecut/models/download.py reads none), so this entry point points every registered URL at
 # $FUZZ_WEIGHTS_BASE/<file name> (keeping the file name, hence its hash prefix) and runs the CLI.
 LAUNCHER = (
     "import dataclasses, os, sys\n"

@@ -21,6 +21,7 @@ from loopback import Server, modelscope_file
 from typer.testing import CliRunner
 
 from scenecut.cli import app
+from scenecut.errors import UsageError
 from scenecut.models import hub, scorers
 
 torch = pytest.importorskip("torch")
@@ -295,7 +296,7 @@ def test_offline_refuses_in_one_line(server, monkeypatch):
     assert isinstance(res.exception, hub.OfflineError)
     assert server.requests == []
     monkeypatch.setenv("SCENECUT_OFFLINE", "maybe")
-    with pytest.raises(hub.UsageError, match="SCENECUT_OFFLINE"):
+    with pytest.raises(UsageError, match="SCENECUT_OFFLINE"):
         scorers.choose_model("bassl")
 
 

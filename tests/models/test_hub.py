@@ -17,7 +17,8 @@ from loopback import TINY, Server, modelscope_file
 from typer.testing import CliRunner
 
 from scenecut.cli import app
-from scenecut.models import hub, scorers
+from scenecut.errors import UsageError
+from scenecut.models import download, hub, scorers
 
 # Every download here goes to a server the test starts on 127.0.0.1.
 pytestmark = pytest.mark.loopback
@@ -94,13 +95,13 @@ def test_dropped_connection_is_resumed_with_range(server, home):
 
 
 def test_partial_file_survives_failures_and_next_call_resumes(server, home):
-    server.drop_after, server.drops = 50_000, hub._ATTEMPTS
+    server.drop_after, server.drops = 50_000, download._ATTEMPTS
     rec = record(server.url + "/w.pth")
     with pytest.raises(hub.DownloadError, match="resumes"):
         hub.download(rec)
     assert cache_files(home) == ["w.pth.part", "w.pth.part.url"]  # never the final name
     part_size = (home / "weights" / "w.pth.part").stat().st_size
-    assert part_size == 50_000 * hub._ATTEMPTS
+    assert part_size == 50_000 * download._ATTEMPTS
     server.ranges.clear()
     assert hub.download(rec).read_bytes() == PAYLOAD
     assert server.ranges == [f"bytes={part_size}-"]
@@ -380,14 +381,14 @@ def test_a_stalled_server_fails_in_time_and_the_next_pull_resumes(server, home, 
     assert isinstance(error, hub.DownloadError), outcome
     assert "stalled" in str(error) and "resumes" in str(error)
     part = home / "weights" / "w.pth.part"
-    assert part.read_bytes() == PAYLOAD[: 1000 * hub._ATTEMPTS]  # every byte received is kept
+    assert part.read_bytes() == PAYLOAD[: 1000 * download._ATTEMPTS]  # every byte received is kept
     assert server.ranges == [None, "bytes=1000-", "bytes=2000-"]
     assert cache_files(home) == ["w.pth.part", "w.pth.part.url"]
 
     server.stall_after = None
     server.ranges.clear()
     assert hub.download(rec).read_bytes() == PAYLOAD
-    assert server.ranges == [f"bytes={1000 * hub._ATTEMPTS}-"]
+    assert server.ranges == [f"bytes={1000 * download._ATTEMPTS}-"]
 
 
 def test_a_trickling_server_counts_as_stalled_and_progress_moves(server, home, monkeypatch):
@@ -404,7 +405,7 @@ def test_a_trickling_server_counts_as_stalled_and_progress_moves(server, home, m
 
 def test_a_bad_timeout_setting_is_a_usage_error(server, home, monkeypatch):
     monkeypatch.setenv("SCENECUT_DOWNLOAD_TIMEOUT", "soon")
-    with pytest.raises(hub.UsageError, match="SCENECUT_DOWNLOAD_TIMEOUT"):
+    with pytest.raises(UsageError, match="SCENECUT_DOWNLOAD_TIMEOUT"):
         hub.download(record(server.url + "/w.pth"))
 
 
