@@ -78,7 +78,11 @@ def lgss_ap(labels: Sequence[int], probs: Sequence[float]) -> float:
     """One film's term of LGSS's mAP: its AP rounded to 2 decimals. The reference rounds
     scikit-learn's numpy float with ``round(ap, 2)``, i.e. ``np.round`` (half to even after
     scaling: 0.025 -> 0.02, where Python's ``round`` gives 0.03)."""
-    return float(np.round(np.float64(average_precision(labels, probs)), LGSS_DECIMALS))
+    return _lgss_round(average_precision(labels, probs))
+
+
+def _lgss_round(ap: float) -> float:
+    return float(np.round(np.float64(ap), LGSS_DECIMALS))
 
 
 def recall(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> float:
@@ -232,6 +236,7 @@ def score_films(films: Sequence[Film], threshold: float = 0.5) -> Scores:
     labels = np.concatenate([np.asarray(f.labels, dtype=np.int64) for f in films])
     probs = np.concatenate([np.asarray(f.probs, dtype=np.float64) for f in films])
     mious = [miou(f.labels, f.probs, f.shot_frames, threshold) for f in films]
+    film_aps = [average_precision(f.labels, f.probs) for f in films]
     return Scores(
         ap=average_precision(labels, probs),
         f1=f1_score(labels, probs, threshold),
@@ -247,8 +252,8 @@ def score_films(films: Sequence[Film], threshold: float = 0.5) -> Scores:
                 ]
             )
         ),
-        lgss_map=float(np.mean([lgss_ap(f.labels, f.probs) for f in films])),
-        mean_ap=float(np.mean([average_precision(f.labels, f.probs) for f in films])),
+        lgss_map=float(np.mean([_lgss_round(ap) for ap in film_aps])),
+        mean_ap=float(np.mean(film_aps)),
         mean_f1=float(np.mean([scrl_f1(f.labels, f.probs, threshold) for f in films])),
         films=len(films),
         gaps=int(labels.size),

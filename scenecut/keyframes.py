@@ -153,7 +153,6 @@ class KeyframeCollector:
         self.starts: dict[int, Fraction] = {}  # shot start frame -> presentation time
         self.rewound = 0  # middle frames decoded again
         self.inexact = 0  # keyframes that are not the frame the rule names (nearest kept)
-        self.peak_held = 0  # the most frames held at once
         self._open = False
         self._start = 0
         self._first: _Frame | None = None
@@ -197,7 +196,6 @@ class KeyframeCollector:
             self._held.popleft()
         if len(self._held) < self._capacity:
             self._held.append(item)
-            self.peak_held = max(self.peak_held, len(self._held))
         if j + 1 in self.cuts:
             self._close(j + 1)
             self._open = False

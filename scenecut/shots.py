@@ -184,9 +184,8 @@ def detect_shots(
     # A detector may make its own input from the decoded frame (TransNetV2 takes 48x27 pixels).
     own = getattr(det, "detection_image", None)
     images = None if own else _DetectionImages(probe.width, probe.height)
-    if images is not None and probe.width * probe.height > _SPLIT_PIXELS:
-        own, images = images, None
-    convert = own or images.convert
+    split = images is not None and probe.width * probe.height <= _SPLIT_PIXELS
+    convert = images.convert if split else (own or images)
     clock = time.perf_counter
 
     def downscale(item: DecodedFrame) -> tuple[DecodedFrame, np.ndarray]:
@@ -197,7 +196,7 @@ def detect_shots(
 
     # Decoded frames waiting for the detector, each with its BGR copy: fewer when they are
     # large (4K: 2).
-    queued = probe.width * probe.height * (3 if own else 9) // 2 or 1  # I420 (+ BGR)
+    queued = probe.width * probe.height * (9 if split else 3) // 2 or 1  # I420 (+ BGR)
     depth = max(2, min(8, _QUEUE_BYTES // queued))
     staged = _in_thread(stages.timed("decode", frames), downscale, depth)
     keyframe_times = array("d")
@@ -209,7 +208,7 @@ def detect_shots(
             first_pts = Fraction(item.pts) * probe.time_base
             turns = rotation_turns(item.frame)
             collector.turn(turns, upright_size(probe.width, probe.height, keyframe_height, turns))
-        if images is not None:
+        if split:
             start = clock()
             image = images.shrink(image)
             stages.add("shrink", clock() - start)
@@ -235,7 +234,6 @@ def detect_shots(
     while ring:
         collector.push(ring.popleft())
     shots = collector.finish(frame_count)
-    collector.rewind.close()
     if collector.inexact:
         log.warning(
             "%s: %d keyframe(s) could not be decoded a second time (seeking in this file is "

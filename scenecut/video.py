@@ -358,9 +358,6 @@ def _timed(
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     step = max(1, round(1 / (info.fps * info.time_base)))  # one frame, in pts units
-    # AVI has no presentation times, only frame order: ffmpeg times its frames by dts, and the
-    # pts its parser makes up for B-frames packed into AVI go backwards. Clips are cut by
-    # ffmpeg, so frame times must be the ones ffmpeg sees.
     by_dts = _by_dts(container)
     last_pts: int | None = None
     for packet in _packets(path, container, stream, damage):
@@ -373,7 +370,7 @@ def _timed(
                 raise InputError(f"{path}: too many decoding errors; the file is corrupt") from exc
             continue
         for frame in frames:
-            pts = frame.dts if by_dts else frame.pts
+            pts = _source(frame, by_dts)
             if pts is None:
                 pts = 0 if last_pts is None else last_pts + step
             elif last_pts is not None and pts <= last_pts:
@@ -384,7 +381,9 @@ def _timed(
 
 
 def _by_dts(container) -> bool:
-    """AVI has no presentation times, only frame order: its frames are timed by dts."""
+    """AVI has no presentation times, only frame order: ffmpeg times its frames by dts, and the
+    pts its parser makes up for B-frames packed into AVI go backwards. Clips are cut by ffmpeg,
+    so frame times must be the ones ffmpeg sees."""
     return container.format.name == "avi"
 
 
@@ -399,8 +398,6 @@ class Rewind:
 
     def __init__(self, path: Path):
         self.path = path
-        self.container: av.container.InputContainer | None = None
-        self.decoded = 0  # frames decoded by every call, for the profile and tests
 
     def frame(self, key_source: int, source: int, limit: int) -> av.VideoFrame | None:
         """The frame whose timestamp is ``source``, decoding from the keyframe whose timestamp
@@ -408,12 +405,13 @@ class Rewind:
         unreliable seeking)."""
         import av
 
+        container = None
         try:
-            if self.container is None:
-                self.container = _open(self.path)
-                self.container.streams.video[0].thread_type = "AUTO"
-            container = self.container
+            # Opened for each call: its decoder's reference frames and thread buffers
+            # (hundreds of MB at 4K) are freed between shots; opening costs a few milliseconds.
+            container = _open(self.path)
             stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
             by_dts = _by_dts(container)
             container.seek(key_source, stream=stream, backward=True, any_frame=False)
             count = 0
@@ -422,23 +420,15 @@ class Rewind:
                     count += 1
                     ts = _source(frame, by_dts)
                     if ts == source:
-                        self.decoded += count
                         return frame
                     if count >= limit or (ts is not None and ts > source):
-                        self.decoded += count
                         return None
         except (av.error.FFmpegError, InputError, OSError) as exc:
             log.debug("%s: cannot decode the frame at %s again (%s)", self.path, source, exc)
         finally:
-            # Its decoder's reference frames and thread buffers (hundreds of MB at 4K) are
-            # freed between shots; opening again costs a few milliseconds.
-            self.close()
+            if container is not None:
+                container.close()
         return None
-
-    def close(self) -> None:
-        if self.container is not None:
-            self.container.close()
-            self.container = None
 
 
 def damage_warnings(path: Path, info: Probe, damage: Damage, frame_count: int) -> list[str]:

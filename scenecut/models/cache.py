@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from scenecut.files import make_dir
+from scenecut.errors import OutputError
+from scenecut.files import make_dir, write_json
 from scenecut.models.registry import (
     REGISTRY,
     DownloadError,
@@ -98,15 +99,12 @@ def read_stamp(record: WeightRecord) -> Stamp | None:
 
 
 def _write_stamp(record: WeightRecord, stamp: Stamp, folder: Path | None = None) -> None:
-    """Atomically (a temporary file renamed over the old one); ``folder``: a staging folder."""
+    """Atomically (``files.write_json``); ``folder``: a staging folder."""
     path = stamp_path(record) if folder is None else folder / stamp_path(record).name
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(asdict(stamp), indent=1) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise write_error(path, exc) from None
+        write_json(path, asdict(stamp))
+    except OutputError as exc:
+        raise DownloadError(f"{exc}; {_SPACE_ADVICE}") from None
 
 
 def _new_stamp(path: Path, digest: str, source: str, **extra) -> Stamp:
@@ -239,8 +237,8 @@ def file_sha256(path: Path) -> str:
     return sha.hexdigest()
 
 
+_SPACE_ADVICE = "free some space or set SCENECUT_HOME to another disk"
+
+
 def write_error(path: Path, exc: OSError) -> DownloadError:
-    return DownloadError(
-        f"cannot write {path} ({exc.strerror or exc}); free some space or set SCENECUT_HOME to "
-        "another disk"
-    )
+    return DownloadError(f"cannot write {path} ({exc.strerror or exc}); {_SPACE_ADVICE}")

@@ -397,9 +397,13 @@ def _our_name(key: str, source: str) -> str | None:
 
 def _listed(keys: list[str]) -> str:
     """The first ``SHOWN_KEYS`` keys, each cut to 60 characters and escaped onto one line."""
-    shown = ", ".join(ascii(k[:60])[1:-1] for k in keys[:SHOWN_KEYS])
-    more = len(keys) - SHOWN_KEYS
-    return shown + (f" ... and {more} more" if more > 0 else "")
+    return _first_few([ascii(k[:60])[1:-1] for k in keys])
+
+
+def _first_few(items: list[str]) -> str:
+    """The first ``SHOWN_KEYS`` items, then how many more there are."""
+    more = len(items) - SHOWN_KEYS
+    return ", ".join(items[:SHOWN_KEYS]) + (f" ... and {more} more" if more > 0 else "")
 
 
 def _dims(sd: dict[str, torch.Tensor], key: str, dims: int) -> tuple[int, ...] | None:
@@ -514,8 +518,7 @@ def _check(state: dict, config: ModelConfig, parts: tuple[str, ...], what: str) 
         ("wrong dtype", kinds),
     ):
         if items:
-            more = f" ... and {len(items) - 10} more" if len(items) > 10 else ""
-            problems.append(f"{label} ({len(items)}): {', '.join(items[:10])}{more}")
+            problems.append(f"{label} ({len(items)}): {_first_few(items)}")
     if problems:
         raise InputError(
             f"{what} does not match the {config.encoder} BaSSL layout: " + "; ".join(problems)

@@ -31,7 +31,8 @@ def preprocess(
     std: tuple[float, ...],
     device: torch.device,
 ) -> torch.Tensor:
-    """``[N, H, W, 3]`` uint8 -> ``[N, 3, crop, crop]`` normalised float (BaSSL TEST transform).
+    """``[N, H, W, 3]`` uint8 -> ``[N, 3, crop, crop]`` normalised float (EfficientNet-Lite0;
+    BaSSL models take the reference's PIL resize instead: ``transforms.resize_crop``).
 
     The shorter side is resized to ``resize`` (bicubic, antialiased; skipped when it already
     is), then the centre ``crop`` square is taken.
@@ -41,11 +42,7 @@ def preprocess(
     x = frames.to(device).permute(0, 3, 1, 2)
     if min(x.shape[-2:]) != resize:
         x = TF.resize(x, [resize], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-    x = TF.center_crop(x, [crop, crop])
-    x = x.float().div_(255.0)
-    mean_t = torch.tensor(mean, device=device)[None, :, None, None]
-    std_t = torch.tensor(std, device=device)[None, :, None, None]
-    return (x - mean_t) / std_t
+    return _standardize(TF.center_crop(x, [crop, crop]), mean, std)
 
 
 def normalize(
@@ -56,9 +53,14 @@ def normalize(
 ) -> torch.Tensor:
     """``[N, H, W, 3]`` uint8 -> ``[N, 3, H, W]`` float, as torchvision's ``ToTensor`` and
     ``Normalize`` compute it (images already resized and cropped: ``transforms.resize_crop``)."""
-    x = images.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    mean_t = torch.tensor(mean, device=device)[None, :, None, None]
-    std_t = torch.tensor(std, device=device)[None, :, None, None]
+    return _standardize(images.to(device).permute(0, 3, 1, 2), mean, std)
+
+
+def _standardize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """``[N, 3, H, W]`` uint8 -> float in [0, 1], less ``mean``, over ``std`` (per channel)."""
+    x = x.float().div_(255.0)
+    mean_t = torch.tensor(mean, device=x.device)[None, :, None, None]
+    std_t = torch.tensor(std, device=x.device)[None, :, None, None]
     return (x - mean_t) / std_t
 
 

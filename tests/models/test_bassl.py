@@ -13,22 +13,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tiny_models import TINY  # noqa: E402
+
 from scenecut.errors import InputError  # noqa: E402
 from scenecut.models import bassl, checkpoints, inference  # noqa: E402
 from scenecut.models.config import CRNConfig, ModelConfig  # noqa: E402
-
-TINY = ModelConfig(
-    encoder="tiny",
-    crn=CRNConfig(
-        input_dim=16,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-    ),
-    resize=64,
-    image_size=56,
-)
 
 # Hand-copied from REFERENCE.md section 8.1 (ModelScope pytorch_model.pt), not from our modules.
 REFERENCE_KEYS = {

@@ -10,25 +10,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tiny_models import TINY  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from scenecut.errors import InputError  # noqa: E402
 from scenecut.models import bassl, checkpoints, inference  # noqa: E402
-from scenecut.models.config import CRNConfig, ModelConfig, check_config  # noqa: E402
-
-TINY = ModelConfig(
-    encoder="tiny",
-    crn=CRNConfig(
-        input_dim=16,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-    ),
-    resize=64,
-    image_size=56,
-)
+from scenecut.models.config import ModelConfig, check_config  # noqa: E402
 
 # SCRL SceneSeg/BiLSTM_protocol.py ``BiLSTM(2048, fc_dim=1024, hidden_size=512, use_bn=True)``:
 # every key of its state dict and its shape (REFERENCE.md 8.3), hand-copied.
