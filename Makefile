@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := assets/sintel_trailer_480x204.mp4
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser melt
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,14 @@ browser:
 		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium not installed: the HTML report browser tests will be skipped"; }
 
+# The MLT export is rendered by MLT's own player, Debian's melt, installed the same way.
+melt:
+	@command -v melt >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq melt >/dev/null) \
+		|| echo "melt not installed: the MLT rendering tests will be skipped"; }
+
 # Two or more test processes (one per core); each runs one compute thread (tests/conftest.py).
-test: lint browser
+test: lint browser melt
 	$(BIN)/python -m pytest -q -n auto
 
 bench: $(STAMP)

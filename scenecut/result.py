@@ -29,6 +29,9 @@ class VideoInfo:
     # Degrees counter-clockwise the coded pictures are turned to be shown (a phone's display
     # matrix); ``width`` and ``height`` are the size as shown, like the clips ffmpeg cuts.
     rotation: int = 0
+    # SMPTE timecode of frame 0 (``HH:MM:SS:FF``, ``HH:MM:SS;FF`` drop-frame): the container's
+    # (QuickTime tmcd, MXF, a ``timecode`` tag) or the user's. Editor files count from it.
+    start_timecode: str | None = None
     # Presentation times (seconds from frame 0) of shot-boundary frames, recorded while decoding.
     # For constant-frame-rate video they equal ``frame / fps`` and the dict may be empty.
     frame_times: dict[int, Fraction] = field(default_factory=dict, compare=False, repr=False)
@@ -90,6 +93,7 @@ class Settings:
     threshold: float
     scenes: int | None
     min_scene_frames: int
+    start_timecode: str | None = None  # given by the user; None: the video's own
 
 
 @dataclass(frozen=True)

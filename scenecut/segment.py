@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import queue
 import threading
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scenecut.errors import ScenecutError, UsageError
+from scenecut.errors import InputError, ScenecutError, UsageError
+from scenecut.evidence import Evidence
 from scenecut.files import OutputSet, check_names, check_writable, own_files, refuse_existing
 from scenecut.models.options import InferenceOptions
 from scenecut.models.scorers import load_scorer
@@ -25,18 +27,24 @@ from scenecut.output.clips import (
     export_clips,
     sample_name,
 )
+from scenecut.output.editors import check_start_timecode, with_start_timecode
 from scenecut.output.formats import check_formats, result_paths, to_json, write_results
 from scenecut.output.images import image_pattern, save_images
+from scenecut.output.readers import load_result
 from scenecut.output.report import report_path, video_href, write_report
 from scenecut.profile import Stages
 from scenecut.result import (
     DEFAULT_THRESHOLD,
+    Scene,
     SegmentResult,
     Settings,
+    Shot,
+    VideoInfo,
     pick_boundaries,
     scenes_from_boundaries,
 )
 from scenecut.shots import check_detector, detect_shots
+from scenecut.video import probe
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,6 +54,8 @@ if TYPE_CHECKING:
 MAX_SECONDS = 24 * 3600  # no length option means anything longer than a day
 MAX_IMAGES = 100  # --save-images per scene or shot
 EMBED_SHOTS = 32  # shots handed to the encoder at a time; bounds the keyframes held in memory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,22 +72,15 @@ class SegmentOptions:
     threshold: float | None = None
     scenes: int | None = None
     min_scene_seconds: float = 0.0
+    # SMPTE timecode of the first frame in editor files; None: the video's own, else 00:00:00:00
+    start_timecode: str | None = None
 
     def check(self) -> None:
         check_detector(self.detector, self.detector_threshold)
+        check_start_timecode(self.start_timecode)
         self.inference.check()
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise UsageError(f"--threshold must be between 0 and 1, got {self.threshold}")
-        if self.scenes is not None and self.scenes < 1:
-            raise UsageError(f"--scenes must be at least 1, got {self.scenes}")
-        for option, seconds in (
-            ("--min-shot-len", self.min_shot_seconds),
-            ("--min-scene-len", self.min_scene_seconds),
-        ):
-            if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
-                raise UsageError(
-                    f"{option} must be a number of seconds from 0 to {MAX_SECONDS}, got {seconds}"
-                )
+        check_grouping(self.threshold, self.scenes, self.min_scene_seconds)
+        _check_seconds("--min-shot-len", self.min_shot_seconds)
 
     def threshold_for(self, scorer: Scorer) -> float:
         """The threshold in force with ``scorer``: ours, else the model's own, else the default."""
@@ -96,6 +99,27 @@ class SegmentOptions:
 
 _INFERENCE_FIELDS = {f.name for f in dataclasses.fields(InferenceOptions)}
 
+
+def check_grouping(
+    threshold: float | None, scenes: int | None, min_scene_seconds: float | None
+) -> None:
+    """``UsageError`` for a threshold, scene count or minimum scene length (None: not given)
+    that cannot group shots into scenes."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
+    if scenes is not None and scenes < 1:
+        raise UsageError(f"--scenes must be at least 1, got {scenes}")
+    if min_scene_seconds is not None:
+        _check_seconds("--min-scene-len", min_scene_seconds)
+
+
+def _check_seconds(option: str, seconds: float) -> None:
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
+        raise UsageError(
+            f"{option} must be a number of seconds from 0 to {MAX_SECONDS}, got {seconds}"
+        )
+
+
 Progress = Callable[[str, int, int], None]
 
 
@@ -112,9 +136,10 @@ def segment(
 
     ``options`` (or keyword overrides of its fields and its inference's, e.g.
     ``threshold=0.6, model="classic"``) choose the shot detector, the model and how scores
-    become scenes. ``progress(stage, done, total)`` reports decoding progress. ``scorer`` (from
-    ``models.scorers.load_scorer``) reuses a loaded model across videos instead of loading
-    ``options.inference.model``. ``stages`` collects busy seconds per stage
+    become scenes. ``progress(stage, done, total)`` reports the frames decoded (``"decode"``) and
+    the shots embedded (``"embed"``, from the embedding thread; its total grows as shots are
+    found). ``scorer`` (from ``models.scorers.load_scorer``) reuses a loaded model across videos
+    instead of loading ``options.inference.model``. ``stages`` collects busy seconds per stage
     (see ``scenecut.profile``).
 
     The file is decoded once. Shots are embedded in batches by a background thread while
@@ -131,7 +156,9 @@ def segment(
             scorer = load_scorer(options.inference)
 
     pending: list[np.ndarray] = []
-    embedder = _Embedder(scorer, stages)
+    embedder = _Embedder(scorer, stages, progress=progress)
+    # A scorer that weighs transitions and sound asks for them (``scenecut.evidence``).
+    evidence = Evidence() if getattr(scorer, "wants_evidence", False) else None
 
     def on_shot(item) -> None:
         pending.append(item.images)
@@ -156,48 +183,157 @@ def segment(
             on_shot=on_shot,
             progress=on_frames,
             stages=stages,
+            evidence=evidence,
         )
         if pending:
             embedder.submit(pending)
         embeddings = embedder.finish()
     finally:
         embedder.close()
-    video, shots = detection.video, detection.shots
+    video = with_start_timecode(detection.video, options.start_timecode)
+    shots = detection.shots
     with stages.time("score"):
-        scores = [float(s) for s in scorer.score(embeddings)]
+        if evidence is None:
+            raw = scorer.score(embeddings)
+        else:
+            raw = scorer.score(embeddings, evidence.gaps(video, shots))
+        scores = [float(s) for s in raw]
         if not all(math.isfinite(s) for s in scores):  # NaN would make the JSON invalid
             raise ScenecutError(
                 f"{path}: the model {scorer.name} gave boundary scores that are not numbers "
                 "(NaN or infinite); its weights or its precision are broken (try --precision fp32)"
             )
-        min_scene_frames = round(options.min_scene_seconds * video.fps)
-        threshold = options.threshold_for(scorer)
-        boundaries = pick_boundaries(
-            scores,
-            [(s.start, s.end) for s in shots],
-            threshold=threshold,
+        settings = Settings(
+            detector=options.detector,
+            detector_threshold=options.detector_threshold,
+            min_shot_frames=round(options.min_shot_seconds * video.fps),
+            model=scorer.name,
+            threshold=options.threshold_for(scorer),
             scenes=options.scenes,
-            min_scene_frames=min_scene_frames,
+            min_scene_frames=round(options.min_scene_seconds * video.fps),
+            start_timecode=options.start_timecode,
         )
-    settings = Settings(
-        detector=options.detector,
-        detector_threshold=options.detector_threshold,
-        min_shot_frames=round(options.min_shot_seconds * video.fps),
-        model=scorer.name,
-        threshold=threshold,
-        scenes=options.scenes,
-        min_scene_frames=min_scene_frames,
-    )
+        scenes = group_shots(video, shots, scores, settings)
     result = SegmentResult(
         video=video,
         shots=shots,
         boundary_scores=scores,
-        scenes=scenes_from_boundaries(shots, boundaries, scores),
+        scenes=scenes,
         settings=settings,
         decoded_frames=detection.decoded_frames,
     )
     stages.wall += time.perf_counter() - began
     return result
+
+
+def group_shots(
+    video: VideoInfo, shots: list[Shot], scores: list[float], settings: Settings
+) -> list[Scene]:
+    """The scenes ``settings`` make of ``shots`` (threshold or scene count, minimum scene
+    length): the one grouping ``segment`` and ``regroup`` share. A scene count the shots
+    cannot give is a warning saying how many they gave."""
+    boundaries = pick_boundaries(
+        scores,
+        [(s.start, s.end) for s in shots],
+        threshold=settings.threshold,
+        scenes=settings.scenes,
+        min_scene_frames=settings.min_scene_frames,
+    )
+    made = len(boundaries) + 1
+    if settings.scenes is not None and made < settings.scenes:
+        why = "one per shot" if made == len(shots) else "each at least --min-scene-len long"
+        log.warning(
+            "%s: --scenes %d is more than there can be: %d scenes, %s",
+            video.path,
+            settings.scenes,
+            made,
+            why,
+        )
+    return scenes_from_boundaries(shots, boundaries, scores)
+
+
+def regroup(
+    result: SegmentResult,
+    *,
+    threshold: float | None = None,
+    scenes: int | None = None,
+    min_scene_seconds: float | None = None,
+) -> SegmentResult:
+    """``result`` with its shots grouped into scenes again from its boundary scores, as
+    ``segment`` with these options would have grouped them; no decoding. Options left None keep
+    the result's settings, except that a ``threshold`` without ``scenes`` drops a scene count."""
+    check_grouping(threshold, scenes, min_scene_seconds)
+    old = result.settings
+    settings = dataclasses.replace(
+        old,
+        threshold=old.threshold if threshold is None else threshold,
+        scenes=scenes if scenes is not None or threshold is not None else old.scenes,
+        min_scene_frames=(
+            old.min_scene_frames
+            if min_scene_seconds is None
+            else round(min_scene_seconds * result.video.fps)
+        ),
+    )
+    grouped = group_shots(result.video, result.shots, result.boundary_scores, settings)
+    return dataclasses.replace(result, scenes=grouped, settings=settings)
+
+
+def kept_scenes(result: SegmentResult, source: Path) -> list[Scene]:
+    """``result``'s own scenes (edited by hand or in the report, perhaps), checked to follow one
+    another shot after shot from the first shot to the last; their scores are the boundary
+    scores'. ``InputError`` naming ``source`` for a list that skips, repeats or reorders."""
+    shots = result.shots
+    first = 0
+    for i, scene in enumerate(result.scenes):
+        last = scene.last_shot
+        if scene.first_shot != first or not first <= last < len(shots):
+            problem = f"starts at shot {scene.first_shot + 1}, not {first + 1}"
+        elif (scene.start, scene.end) != (shots[first].start, shots[last].end):
+            problem = (
+                f"has frames {scene.start}-{scene.end}, but its shots {first + 1}-{last + 1} "
+                f"have {shots[first].start}-{shots[last].end}"
+            )
+        else:
+            first = last + 1
+            continue
+        raise InputError(
+            f"{source}: scene {i + 1} {problem}; scenes must follow one another, shot after "
+            "shot, and cover every shot"
+        )
+    if first != len(shots):
+        raise InputError(
+            f"{source}: the scenes end at shot {first}, but there are {len(shots)} shots; "
+            "scenes must cover every shot"
+        )
+    boundaries = [scene.first_shot - 1 for scene in result.scenes[1:]]
+    return scenes_from_boundaries(shots, boundaries, result.boundary_scores)
+
+
+def check_same_video(result: SegmentResult, source: Path) -> None:
+    """``InputError`` unless the file at ``result.video.path`` looks like the video the result
+    in ``source`` was made from: the same picture size, and the same frame count where the
+    container states one and the result found no damage, else about the same length (the
+    duration times the frame rate, within 1%)."""
+    video = result.video
+    path = video.path
+    if not path.is_file():
+        raise InputError(
+            f"{path}: the video of {source} is not there; clips, images and the report need it "
+            "(pass its new path with --video)"
+        )
+    found = probe(path)
+    coded = (video.height, video.width) if video.rotation % 180 else (video.width, video.height)
+    frames = found.frame_count_estimate
+    if found.exact_count and result.decoded_frames == video.frame_count:
+        close = frames == video.frame_count
+    else:
+        close = not frames or abs(frames - video.frame_count) <= max(2, video.frame_count // 100)
+    if (found.width, found.height) != coded or not close:
+        raise InputError(
+            f"{path}: not the video {source} was made from ({found.width}x{found.height}, "
+            f"{frames} frames; the result has {coded[0]}x{coded[1]}, {video.frame_count} frames)"
+            "; pass the right one with --video"
+        )
 
 
 class _Embedder:
@@ -207,9 +343,13 @@ class _Embedder:
     slower than decoding: the decoder then waits (``embed wait`` in the profile).
     """
 
-    def __init__(self, scorer: Scorer, stages: Stages, depth: int = 2):
+    def __init__(
+        self, scorer: Scorer, stages: Stages, depth: int = 2, progress: Progress | None = None
+    ):
         self.scorer = scorer
         self.stages = stages
+        self.progress = progress
+        self.submitted = self.embedded = 0  # shots
         self.results: list[np.ndarray] = []
         self.error: BaseException | None = None
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -225,6 +365,9 @@ class _Embedder:
             try:
                 with self.stages.time("embed", len(batch)):
                     self.results.append(self.scorer.embed(np.stack(batch)))
+                self.embedded += len(batch)
+                if self.progress:
+                    self.progress("embed", self.embedded, self.submitted)
             except BaseException as exc:  # raised in the caller's thread
                 self.error = exc
 
@@ -232,6 +375,7 @@ class _Embedder:
         if self.error is not None:
             raise self.error
         start = time.perf_counter()
+        self.submitted += len(batch)
         self.queue.put(batch)
         self.stages.add("embed wait", time.perf_counter() - start, 0)
 
@@ -287,6 +431,11 @@ class ExportOptions:
             check_template(self.clip_template)
         if self.to_stdout and (self.report or self.save_images):
             raise UsageError("--report and --save-images write files; drop --stdout or them")
+        others = [name for name in self.formats if name != "json"]
+        if self.to_stdout and others:
+            raise UsageError(
+                f"--stdout writes only the JSON result; drop --stdout to write {others[0]} files"
+            )
 
 
 @dataclass(frozen=True)
@@ -311,14 +460,65 @@ def segment_to_files(
     Existing outputs, names too long for the file system and an unwritable ``out_dir`` are
     reported before any decoding starts. The outputs are one unit (``files.OutputSet``): they
     all appear at the end, or none does. With ``overwrite``, clips and images an earlier run
-    made of this video and this run does not make again are deleted.
+    made of this video and this run does not make again are deleted. ``progress(stage, done,
+    total)`` follows decoding and embedding (see ``segment``), then ``"clips"``, ``"report"``
+    and ``"images"``.
     """
-    path = Path(path)
-    report_file = report_path(path, out_dir)
+    _check_outputs(Path(path), export, out_dir)
+    stages = stages if stages is not None else Stages()
+    result = segment(path, options, progress=progress, scorer=scorer, stages=stages)
+    return write_files(result, export, out_dir, progress=progress, stages=stages)
+
+
+def export_result(
+    json_path: str | Path,
+    export: ExportOptions,
+    out_dir: Path | None = None,
+    *,
+    threshold: float | None = None,
+    scenes: int | None = None,
+    min_scene_seconds: float | None = None,
+    video: str | Path | None = None,
+    progress: Progress | None = None,
+    stages: Stages | None = None,
+) -> FilesResult:
+    """Write what ``segment_to_files`` writes, from a saved ``.scenes.json`` instead of a video.
+
+    With ``threshold``, ``scenes`` or ``min_scene_seconds`` the shots are grouped again from the
+    saved boundary scores (``regroup``), without decoding: the files are those ``segment`` makes
+    with these options. Without them the saved scenes are kept as they are (``kept_scenes``).
+    The video, at ``video`` or else where the result says, is read only for clips, images and
+    the report; a ``video`` given also names the outputs and is the path the new JSON records.
+    Either way ``check_same_video`` first makes sure it is the result's. ``out_dir`` defaults
+    to the JSON's folder.
+    """
+    export.check()
+    check_grouping(threshold, scenes, min_scene_seconds)
+    json_path = Path(json_path)
+    result = load_result(json_path)
+    if video is not None:
+        result = dataclasses.replace(
+            result, video=dataclasses.replace(result.video, path=Path(video))
+        )
+    out_dir = json_path.parent if out_dir is None else out_dir
+    if video is not None or export.save_clips or export.save_images or export.report:
+        check_same_video(result, json_path)
+    _check_outputs(result.video.path, export, out_dir)
+    if threshold is None and scenes is None and min_scene_seconds is None:
+        result = dataclasses.replace(result, scenes=kept_scenes(result, json_path))
+    else:
+        result = regroup(
+            result, threshold=threshold, scenes=scenes, min_scene_seconds=min_scene_seconds
+        )
+    return write_files(result, export, out_dir, progress=progress, stages=stages)
+
+
+def _check_outputs(path: Path, export: ExportOptions, out_dir: Path) -> None:
+    """Before any work: existing outputs, names too long, an unwritable ``out_dir``."""
     writes_files = not export.to_stdout or export.save_clips
     known = [] if export.to_stdout else result_paths(path, out_dir, export.formats)
     if export.report:
-        known.append(report_file)
+        known.append(report_path(path, out_dir))
     if writes_files:
         check_writable(out_dir)
         samples = [out_dir / f"{path.stem}-Scene-0001-01.jpg"] if export.save_images else []
@@ -327,14 +527,26 @@ def segment_to_files(
         check_names([*known, *samples])
     if not export.overwrite:
         refuse_existing(known)
+
+
+def write_files(
+    result: SegmentResult,
+    export: ExportOptions,
+    out_dir: Path,
+    *,
+    progress: Progress | None = None,
+    stages: Stages | None = None,
+) -> FilesResult:
+    """Write ``result``'s scene lists, clips, report and images to ``out_dir`` as one unit
+    (see ``segment_to_files``); with ``to_stdout`` its JSON is returned instead."""
+    path = result.video.path
     stages = stages if stages is not None else Stages()
-    result = segment(path, options, progress=progress, scorer=scorer, stages=stages)
-    start = time.perf_counter()  # segment() counted its own wall time
+    start = time.perf_counter()
     if export.save_clips and not export.overwrite:  # known now; refused before any clip is cut
         extension = clip_extension(path, export.copy)
         refuse_existing([out_dir / n for n in clip_names(result, export.clip_template, extension)])
     text = to_json(result) if export.to_stdout else ""
-    if not writes_files:
+    if export.to_stdout and not export.save_clips:
         return FilesResult(result, [], text)
     with OutputSet(out_dir, overwrite=export.overwrite) as unit:
         finals = _write_outputs(result, export, out_dir, unit, progress, stages)
@@ -353,16 +565,15 @@ def _write_outputs(
 ) -> list[Path]:
     """Write every output into ``unit``'s folder; returns their final paths."""
     path = result.video.path
+
+    def stage(name: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else lambda done, total: progress(name, done, total)
+
     staged: list[Path] = []
     with stages.time("write"):
         if not export.to_stdout:
             staged += write_results(result, unit.dir, export.formats, overwrite=True)
     if export.save_clips:
-
-        def on_clip(done: int, total: int) -> None:
-            if progress:
-                progress("clips", done, total)
-
         with stages.time("clips", len(result.scenes)):
             staged += export_clips(
                 result,
@@ -370,16 +581,29 @@ def _write_outputs(
                 template=export.clip_template,
                 copy=export.copy,
                 overwrite=True,
-                progress=on_clip,
+                progress=stage("clips"),
             )
     with stages.time("write", 0):
         if export.report:
             final = report_path(path, out_dir)
             href = video_href(path, final)
-            staged.append(write_report(result, unit.path(final), overwrite=True, video_href=href))
+            staged.append(
+                write_report(
+                    result,
+                    unit.path(final),
+                    overwrite=True,
+                    video_href=href,
+                    progress=stage("report"),
+                )
+            )
         if export.save_images:
             staged += save_images(
-                result, unit.dir, per=export.images_per, count=export.save_images, overwrite=True
+                result,
+                unit.dir,
+                per=export.images_per,
+                count=export.save_images,
+                overwrite=True,
+                progress=stage("images"),
             )
     return [out_dir / p.name for p in staged]
 

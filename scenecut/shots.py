@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from scenecut.errors import UsageError
+from scenecut.evidence import AudioTrack, Evidence
 from scenecut.keyframes import KeyframeCollector, ShotKeyframes
 from scenecut.profile import Stages
 from scenecut.result import Shot, VideoInfo
@@ -147,6 +148,7 @@ def detect_shots(
     on_shot: Callable[[ShotKeyframes], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     stages: Stages | None = None,
+    evidence: Evidence | None = None,
 ) -> ShotDetection:
     """Decode ``path`` once: detect shot cuts and hand each finished shot's keyframes to
     ``on_shot`` (in shot order, as soon as the shot is known to be complete).
@@ -156,13 +158,18 @@ def detect_shots(
     full-size RGB handed to it (a model's own resize and crop).
     ``progress(frames_done, frames_estimated)`` is called every few frames.
     ``stages`` collects busy seconds per stage (decode, downscale, detect, keyframes).
+    ``evidence`` (``scenecut.evidence``) collects, in the same pass, each frame's luma and
+    contrast from the detector's image and the audio stream's features.
     """
     import time
 
     from scenedetect import FrameTimecode
 
     damage = Damage()
-    probe, frames = decode(path, damage)
+    sound = AudioTrack() if evidence is not None else None
+    probe, frames = decode(path, damage, sound)
+    if evidence is not None:
+        evidence.sound = sound if probe.has_audio else None
     min_frames = max(1, round(min_shot_seconds * probe.fps))
     det = make_detector(detector, threshold, min_frames)
     lag = int(det.event_buffer_length)
@@ -208,11 +215,15 @@ def detect_shots(
             first_pts = Fraction(item.pts) * probe.time_base
             turns = rotation_turns(item.frame)
             collector.turn(turns, upright_size(probe.width, probe.height, keyframe_height, turns))
+            if evidence is not None:
+                evidence.video_start = float(first_pts)
         if split:
             start = clock()
             image = images.shrink(image)
             stages.add("shrink", clock() - start)
         start = clock()
+        if evidence is not None:
+            evidence.picture.add(image)
         cuts = det.process_frame(FrameTimecode(item.index, fps=probe.fps), image)
         stages.add("detect", clock() - start)
         for cut in cuts:
@@ -258,6 +269,7 @@ def detect_shots(
         has_audio=probe.has_audio,
         start_offset=max(Fraction(0), first_pts - probe.container_start),
         vfr=vfr,
+        start_timecode=probe.timecode,
         frame_times=times,
         keyframe_times=keyframe_times,
     )

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from scenecut.errors import InputError, ScenecutError
 
@@ -55,6 +55,7 @@ class Probe:
     cfr: bool = True  # constant frame rate by the container's word: a gap in time is damage
     exact_count: bool = False  # frame_count_estimate is the container's own count
     cut_short: bool = False  # an MPEG-TS file ending inside a packet: truncated
+    timecode: str | None = None  # start timecode as the file gives it; checked where it is used
 
 
 # Demuxers that read other files or streams (playlists, protocols), still images or text: a
@@ -176,7 +177,19 @@ def _probe_open(path: Path, container: av.container.InputContainer) -> Probe:
         cfr=cfr,
         exact_count=exact,
         cut_short=cut_short,
+        timecode=_timecode(container, stream),
     )
+
+
+def _timecode(container: av.container.InputContainer, stream: av.VideoStream) -> str | None:
+    """The first ``timecode`` tag of the video stream, a QuickTime tmcd (data) stream or the
+    container (MXF, Matroska), as ffmpeg reads it: ``HH:MM:SS:FF``, ``;`` for drop-frame."""
+    sources = [stream, *container.streams.data, container]
+    for source in sources:
+        for key, value in source.metadata.items():
+            if key.lower() == "timecode" and value.strip() and len(value) <= 32:
+                return value.strip()
+    return None
 
 
 def scaled_size(width: int, height: int, target_height: int) -> tuple[int, int]:
@@ -208,13 +221,17 @@ class DecodedFrame:
     source: int | None = None
 
 
-def decode(path: Path, damage: Damage | None = None) -> tuple[Probe, Iterator[DecodedFrame]]:
+def decode(
+    path: Path, damage: Damage | None = None, audio: AudioSink | None = None
+) -> tuple[Probe, Iterator[DecodedFrame]]:
     """Probe ``path`` and return an iterator over its decoded frames, in presentation order.
 
     Frames are numbered 0, 1, 2... in presentation order; their times come from the stream's
     pts so variable-frame-rate video keeps exact times. Undecodable packets are skipped and
     frames lost in constant-frame-rate video are filled in, both counted in ``damage`` (see
     ``damage_warnings``); a file that yields no frame at all raises ``InputError``.
+    With ``audio``, the first audio stream's packets, met in the same read of the file, are
+    handed to ``audio.packet`` (it decodes them; its failures are its own).
     """
     container = _open(path)
     try:
@@ -222,12 +239,18 @@ def decode(path: Path, damage: Damage | None = None) -> tuple[Probe, Iterator[De
     except BaseException:
         container.close()
         raise
-    return info, _frames(path, container, info, damage or Damage())
+    return info, _frames(path, container, info, damage or Damage(), audio)
 
 
 # The longest run of missing frames that is filled in; a longer jump in time is taken as a
 # timestamp discontinuity, and frame times then follow the timestamps (as for VFR video).
 MAX_FILL_SECONDS = 60
+
+
+class AudioSink(Protocol):
+    """Takes the audio packets ``decode`` meets (``scenecut.evidence.AudioTrack``)."""
+
+    def packet(self, packet: av.Packet) -> None: ...
 
 
 @dataclass
@@ -243,12 +266,12 @@ class Damage:
     unfilled_gaps: int = 0  # jumps in the timestamps of a stream said to be CFR, left as they are
 
 
-def _packets(path: Path, container, stream, damage: Damage) -> Iterator:
-    """``container.demux(stream)``, going on past packets of streams that appear mid-file
+def _packets(path: Path, container, streams: list, damage: Damage) -> Iterator:
+    """``container.demux(*streams)``, going on past packets of streams that appear mid-file
     (damaged MPEG-TS tables announce new ones; PyAV raises ``IndexError`` for each)."""
     while True:
         try:
-            yield from container.demux(stream)
+            yield from container.demux(*streams)
             return
         except IndexError:
             damage.unknown_streams += 1
@@ -266,7 +289,11 @@ MAX_GAPS = 8
 
 
 def _frames(
-    path: Path, container: av.container.InputContainer, info: Probe, damage: Damage
+    path: Path,
+    container: av.container.InputContainer,
+    info: Probe,
+    damage: Damage,
+    audio: AudioSink | None = None,
 ) -> Iterator[DecodedFrame]:
     """Decoded frames, numbered so that frame numbers keep their times: in constant frame rate
     video, a frame lost to damage (its packets unreadable, a block of the file zeroed) is
@@ -312,7 +339,7 @@ def _frames(
         gaps = regular = 0
 
     try:
-        for pts, frame in _timed(path, container, info, damage):
+        for pts, frame in _timed(path, container, info, damage, audio):
             if origin is None:
                 origin = pts
             jump = 0 if last is None else (pts - last[0]) / nominal
@@ -350,17 +377,23 @@ def _frames(
 
 
 def _timed(
-    path: Path, container, info: Probe, damage: Damage
+    path: Path, container, info: Probe, damage: Damage, audio: AudioSink | None = None
 ) -> Iterator[tuple[int, av.VideoFrame]]:
     """``(pts, frame)`` of every decodable frame, pts strictly increasing."""
     import av
 
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    streams = [stream]
+    if audio is not None and container.streams.audio:
+        streams.append(container.streams.audio[0])
     step = max(1, round(1 / (info.fps * info.time_base)))  # one frame, in pts units
     by_dts = _by_dts(container)
     last_pts: int | None = None
-    for packet in _packets(path, container, stream, damage):
+    for packet in _packets(path, container, streams, damage):
+        if packet.stream.index != stream.index:
+            audio.packet(packet)
+            continue
         try:
             frames = packet.decode()
         except av.error.FFmpegError as exc:
@@ -415,7 +448,7 @@ class Rewind:
             by_dts = _by_dts(container)
             container.seek(key_source, stream=stream, backward=True, any_frame=False)
             count = 0
-            for packet in _packets(self.path, container, stream, Damage()):
+            for packet in _packets(self.path, container, [stream], Damage()):
                 for frame in packet.decode():
                     count += 1
                     ts = _source(frame, by_dts)

@@ -1,7 +1,8 @@
 """The ``scenecut`` command: parse options, call the library, render results.
 
-One module per command group: ``segment`` (segment, report), ``evaluate`` (eval), ``weights``,
-``data`` and ``train``; ``console`` holds the stderr helpers and ``options`` the shared options.
+One module per command group: ``segment`` (segment, report), ``export``, ``evaluate`` (eval),
+``weights``, ``data`` and ``train``; ``console`` holds the stderr helpers and ``options`` the
+shared options.
 Machine-readable output goes to stdout (written file paths, or the JSON with ``--stdout``);
 tables, progress and errors go to stderr. Exit codes: 0 success, 1 an input failed, 2 bad usage,
 3 a bug, 130 interrupted (143 terminated by SIGTERM, 129 by SIGHUP).
@@ -16,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from scenecut.cli import data, evaluate, train, weights
+from scenecut.cli import data, evaluate, export, train, weights
 from scenecut.cli import segment as segment_cli
 from scenecut.cli.console import bug_message, error, log_warnings_to_stderr, stderr
 from scenecut.errors import ScenecutError
@@ -32,6 +33,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("segment")(segment_cli.segment)
+app.command("export")(export.export)
 app.command("report")(segment_cli.report)
 app.command("eval")(evaluate.eval_video)
 app.add_typer(weights.app, name="weights")

@@ -1,4 +1,5 @@
-"""The console side of every command: stderr, one-line errors, progress bars, warnings.
+"""The console side of every command: stderr, one-line errors, progress bars, warnings, the
+scene table; and ``emit``, the one way machine-readable output goes to stdout.
 
 stdout carries only machine-readable output; everything meant for a person goes to stderr.
 """
@@ -6,7 +7,19 @@ stdout carries only machine-readable output; everything meant for a person goes 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
+
+from scenecut.errors import OutputError
+from scenecut.output.timecode import timecode
+from scenecut.result import SegmentResult
+
+# How every scene list numbers things, said once: the table's caption (the README says the same).
+NUMBERING = (
+    "Scenes, shots and frames count from 1 and ranges include both ends, as in the CSV; "
+    "the JSON counts from 0 and its ranges exclude the end."
+)
 
 
 def stderr():
@@ -42,13 +55,15 @@ def log_warnings_to_stderr(debug: bool) -> None:
 
 
 class ProgressBars:
-    """Rich progress bars on stderr, or a no-op when quiet or stderr is not a terminal."""
+    """Rich progress bars on stderr, one per stage, or a no-op when quiet or stderr is not a
+    terminal. ``update(stage, done, total)`` may be called from any thread."""
 
     def __init__(self, console, quiet: bool, label: str):
         self.enabled = not quiet and console.is_terminal
         self.console = console
         self.label = label
         self.tasks: dict[str, int] = {}
+        self.lock = threading.Lock()  # the embedding thread reports too
 
     def __enter__(self):
         if not self.enabled:
@@ -73,9 +88,10 @@ class ProgressBars:
         return self.update
 
     def update(self, stage: str, done: int, total: int) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bar.add_task(f"{self.label}: {stage}", total=total)
-        self.bar.update(self.tasks[stage], completed=done, total=total)
+        with self.lock:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(f"{self.label}: {stage}", total=total)
+            self.bar.update(self.tasks[stage], completed=done, total=total)
 
     def __exit__(self, *exc):
         if self.enabled:
@@ -131,3 +147,53 @@ class DownloadBar:
 def say(console):
     """A callback printing one line on stderr as is (URLs and paths may hold [brackets])."""
     return lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def scene_table(console, result: SegmentResult) -> None:
+    """The scenes as a table on ``console``, numbered as ``NUMBERING`` says. Fits 80 columns
+    up to a ten-hour film (7-digit frame numbers)."""
+    from rich import box
+    from rich.table import Table
+
+    video = result.video
+    table = Table(
+        title=f"{video.path.name}: {len(result.shots)} shots, {len(result.scenes)} scenes "
+        f"({result.settings.model})",
+        title_justify="left",
+        caption=NUMBERING,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("scene", "start", "end", "length", "frames", "shots", "score"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for scene in result.scenes:
+        start, end = video.time_of(scene.start), video.time_of(scene.end)
+        table.add_row(
+            str(scene.index + 1),
+            timecode(start),
+            timecode(end),
+            f"{float(end - start):.1f}s",
+            f"{scene.start + 1}-{scene.end}",
+            f"{scene.first_shot + 1}-{scene.last_shot + 1}",
+            "" if scene.score is None else f"{scene.score:.2f}",
+        )
+    console.print(table)
+
+
+def emit(text: str) -> None:
+    """Machine-readable output to stdout, now; a full disk or a closed pipe is an OutputError."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        # Nothing more can go out: later writes at exit must not fail again.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        reason = "the reader closed the pipe" if isinstance(exc, BrokenPipeError) else exc.strerror
+        raise StdoutClosed(f"cannot write to standard output ({reason or exc})") from exc
+
+
+class StdoutClosed(OutputError):
+    """stdout can take no more: the inputs left are not run, since nobody gets their paths."""

@@ -10,25 +10,34 @@ from typing import Annotated
 
 import typer
 
-from scenecut.cli.console import ProgressBars, bug_message, error, stderr
+from scenecut.cli.console import ProgressBars, bug_message, emit, error, scene_table, stderr
 from scenecut.cli.options import (
     BatchOption,
+    ClipTemplateOption,
     CompileOption,
+    CopyOption,
     DetectorOption,
     DetectorThresholdOption,
     DeviceOption,
+    FormatOption,
+    ImagesPerOption,
     ModelOption,
     OfflineOption,
+    OverwriteOption,
     PrecisionOption,
+    QuietOption,
+    ReportOption,
+    SaveClipsOption,
+    SaveImagesOption,
+    StdoutOption,
+    format_names,
     inference_options,
 )
 from scenecut.cli.weights import chosen_model
-from scenecut.errors import OutputError, ScenecutError, UsageError
+from scenecut.errors import ScenecutError, UsageError
 from scenecut.models.scorers import load_scorer
 from scenecut.output.clips import DEFAULT_TEMPLATE
-from scenecut.output.formats import FORMATS_HELP
 from scenecut.output.report import rebuild_report
-from scenecut.output.timecode import timecode
 from scenecut.profile import Stages
 from scenecut.result import DEFAULT_THRESHOLD
 from scenecut.segment import ExportOptions, SegmentOptions, segment_to_files
@@ -42,41 +51,14 @@ def segment(
         Path | None,
         typer.Option("-o", "--output-dir", help="Where outputs go [default: ./<stem>_scenes/]."),
     ] = None,
-    formats: Annotated[str, typer.Option("--format", "-f", help=FORMATS_HELP)] = "json",
-    stdout: Annotated[
-        bool, typer.Option("--stdout", help="Write the JSON result to stdout instead of files.")
-    ] = False,
-    save_clips: Annotated[
-        bool, typer.Option("--save-clips", help="Export one clip per scene with ffmpeg.")
-    ] = False,
-    copy: Annotated[
-        bool,
-        typer.Option("--copy", help="Stream-copy clips: fast, but cuts snap to keyframes."),
-    ] = False,
-    clip_template: Annotated[
-        str,
-        typer.Option(
-            "--clip-template",
-            help="Clip file name; macros $VIDEO_NAME $SCENE_NUMBER $START_FRAME $END_FRAME.",
-        ),
-    ] = DEFAULT_TEMPLATE,
-    report: Annotated[
-        bool,
-        typer.Option(
-            "--report", help="Write <stem>.report.html: timeline, score curve, thumbnails."
-        ),
-    ] = False,
-    save_images: Annotated[
-        int,
-        typer.Option(
-            "--save-images",
-            metavar="N",
-            help="Save N JPEGs per scene ($VIDEO_NAME-Scene-$SCENE_NUMBER-$IMAGE_NUMBER.jpg).",
-        ),
-    ] = 0,
-    images_per: Annotated[
-        str, typer.Option("--images-per", help="--save-images per 'scene' or per 'shot'.")
-    ] = "scene",
+    formats: FormatOption = None,
+    stdout: StdoutOption = False,
+    save_clips: SaveClipsOption = False,
+    copy: CopyOption = False,
+    clip_template: ClipTemplateOption = DEFAULT_TEMPLATE,
+    report: ReportOption = False,
+    save_images: SaveImagesOption = 0,
+    images_per: ImagesPerOption = "scene",
     detector: DetectorOption = "adaptive",
     detector_threshold: DetectorThresholdOption = None,
     min_shot_len: Annotated[float, typer.Option(help="Minimum shot length in seconds.")] = 0.6,
@@ -98,9 +80,16 @@ def segment(
         int | None, typer.Option(help="Ask for this many scenes instead of using --threshold.")
     ] = None,
     min_scene_len: Annotated[float, typer.Option(help="Minimum scene length in seconds.")] = 0.0,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing output files.")
-    ] = False,
+    start_timecode: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HH:MM:SS:FF",
+            help="Timecode of the first frame in editor files (HH:MM:SS;FF: drop-frame) "
+            "[default: the file's own, else 00:00:00:00].",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: OverwriteOption = False,
     null: Annotated[
         bool,
         typer.Option(
@@ -110,15 +99,14 @@ def segment(
             "NUL-separated paths.",
         ),
     ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")
-    ] = False,
+    quiet: QuietOption = False,
     profile: Annotated[
         bool,
         typer.Option("--profile", help="Print where the time went, stage by stage, to stderr."),
     ] = False,
 ) -> None:
-    """Detect shots, score every shot gap, write the scenes (frames: 0-based, end-exclusive)."""
+    """Detect shots, score every shot gap, write the scenes (JSON frames: 0-based,
+    end-exclusive)."""
     inference = inference_options(model, device, batch_size, precision, compile_net)
     options = SegmentOptions(
         detector=detector,
@@ -128,9 +116,10 @@ def segment(
         threshold=threshold,
         scenes=scenes,
         min_scene_seconds=min_scene_len,
+        start_timecode=start_timecode,
     )
     export = ExportOptions(
-        formats=[f.strip() for f in formats.split(",") if f.strip()],
+        formats=format_names(formats),
         save_clips=save_clips,
         copy=copy,
         clip_template=clip_template,
@@ -201,23 +190,10 @@ def report(
     ] = False,
 ) -> None:
     """Rebuild the HTML report from a saved result (the video must be where the JSON says)."""
-    typer.echo(str(rebuild_report(result_json, output, overwrite=overwrite)))
-
-
-def emit(text: str) -> None:
-    """Machine-readable output to stdout, now; a full disk or a closed pipe is an OutputError."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except OSError as exc:
-        # Nothing more can go out: later writes at exit must not fail again.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        reason = "the reader closed the pipe" if isinstance(exc, BrokenPipeError) else exc.strerror
-        raise StdoutClosed(f"cannot write to standard output ({reason or exc})") from exc
-
-
-class StdoutClosed(OutputError):
-    """stdout can take no more: the inputs left are not run, since nobody gets their paths."""
+    with ProgressBars(stderr(), False, result_json.name) as progress:
+        on_frames = None if progress is None else lambda d, t: progress("report", d, t)
+        written = rebuild_report(result_json, output, overwrite=overwrite, progress=on_frames)
+    typer.echo(str(written))
 
 
 def expand_inputs(inputs: list[str], separator: str = "\n") -> list[str]:
@@ -236,29 +212,3 @@ def expand_inputs(inputs: list[str], separator: str = "\n") -> list[str]:
     if not paths:
         raise UsageError("no input files given")
     return paths
-
-
-def scene_table(console, result) -> None:
-    from rich.table import Table
-
-    video = result.video
-    table = Table(
-        title=f"{video.path.name}: {len(result.shots)} shots, {len(result.scenes)} scenes "
-        f"({result.settings.model})",
-        title_justify="left",
-    )
-    # Numbered from 1 like the CSV and PySceneDetect; frames stay 0-based, end-exclusive.
-    for column in ("scene", "start", "end", "duration", "frames", "shots", "score"):
-        table.add_column(column, justify="right")
-    for scene in result.scenes:
-        start, end = video.time_of(scene.start), video.time_of(scene.end)
-        table.add_row(
-            str(scene.index + 1),
-            timecode(start),
-            timecode(end),
-            f"{float(end - start):.2f}s",
-            f"{scene.start}-{scene.end}",
-            f"{scene.first_shot + 1}-{scene.last_shot + 1}",
-            "" if scene.score is None else f"{scene.score:.2f}",
-        )
-    console.print(table)

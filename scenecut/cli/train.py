@@ -20,8 +20,10 @@ from scenecut.cli.console import stderr
 from scenecut.cli.options import PRECISION_HELP, OfflineOption, PrecisionOption
 from scenecut.cli.weights import fetched_weights
 from scenecut.errors import UsageError
+from scenecut.files import refuse_existing
 from scenecut.models.config import ENCODERS
 from scenecut.train.config import CHECKPOINT, METHODS, check_run_folder, make_config
+from scenecut.train.fusion import train_fusion
 
 app = typer.Typer(
     help="Train the models: pretrain (BaSSL, SimCLR, ShotCoL, SCRL), extract, finetune.",
@@ -238,3 +240,30 @@ def finetune(
     )  # fmt: skip
     _train("finetune", given, config_file, sets, gpus, procs, nodes, node_rank, master_addr,
            master_port, resume, overwrite, quiet)  # fmt: skip
+
+
+@app.command()
+def fusion(
+    films: Annotated[
+        list[Path], typer.Argument(help="Videos, each with a <stem>.truth.json scene list.")
+    ],
+    out: Annotated[Path, typer.Option(help="The fusion weights file to write (.safetensors).")],
+    truth_dir: Annotated[
+        Path | None, typer.Option(help="Where the .truth.json files are [default: beside each].")
+    ] = None,
+    l2: Annotated[float, typer.Option(help="L2 penalty of the logistic regression.", min=0)] = 1.0,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train the offline default's fusion of picture links, transitions and sound (a logistic
+    regression, seconds on a CPU); use it with `scenecut segment --model OUT`."""
+    if not overwrite:
+        refuse_existing([out])
+    console = stderr()
+
+    def log(message: str) -> None:
+        if not quiet:
+            console.print(message, markup=False)
+
+    summary = train_fusion(films, out, truth_dir=truth_dir, l2=l2, log=log)
+    sys.stdout.write(json.dumps(summary) + "\n")

@@ -1,4 +1,5 @@
-"""Scene lists in every format: JSON, CSV, EDL, OTIO, FCPXML, chapters, WebVTT, SubRip.
+"""Scene lists in every format: JSON, CSV, chapters, WebVTT, SubRip, and the editor timelines
+of ``editors`` (EDL, OTIO, FCPXML, FCP7 XML, MLT).
 
 This package is the only place that turns frame indices into seconds and timecodes.
 """
@@ -15,16 +16,8 @@ from pathlib import Path
 
 from scenecut.errors import UsageError
 from scenecut.files import atomic_write, make_dir, refuse_existing
-from scenecut.output.timecode import (
-    clock,
-    dropped_frames,
-    millis,
-    rational_seconds,
-    seconds_str,
-    smpte_timecode,
-    timecode,
-    truncated_seconds,
-)
+from scenecut.output.editors import to_edl, to_fcp7, to_fcpxml, to_mlt, to_otio
+from scenecut.output.timecode import clock, millis, seconds_str, timecode, truncated_seconds
 from scenecut.result import Scene, SegmentResult, VideoInfo
 from scenecut.version import __version__
 
@@ -66,6 +59,10 @@ def result_to_dict(result: SegmentResult) -> dict:
             "codec": video.codec,
             "has_audio": video.has_audio,
             "vfr": video.vfr,
+            # The SMPTE timecode of frame 0 editor files count from ("HH:MM:SS;FF": drop-frame).
+            "start_timecode": video.start_timecode,
+            # Seconds from the container's start to frame 0 (ffmpeg's -ss origin), exact.
+            "start_offset": f"{video.start_offset.numerator}/{video.start_offset.denominator}",
         },
         "settings": dataclasses.asdict(result.settings),
         "shots": [
@@ -78,7 +75,8 @@ def result_to_dict(result: SegmentResult) -> dict:
             }
             for shot in result.shots
         ],
-        "boundary_scores": [round(s, 4) for s in result.boundary_scores],
+        # Exact, not rounded: `scenecut export` re-thresholds them as `segment` would have.
+        "boundary_scores": list(result.boundary_scores),
         "scenes": [
             {
                 "index": scene.index,
@@ -153,146 +151,6 @@ def to_csv(result: SegmentResult) -> str:
     return buffer.getvalue()
 
 
-def _scene_name(scene: Scene, count: int) -> str:
-    return f"Scene {scene.index + 1:0{max(3, len(str(count)))}d}"
-
-
-def _file_url(path: Path) -> str:
-    return path.absolute().as_uri()
-
-
-# --- EDL -------------------------------------------------------------------------------------
-
-
-def to_edl(result: SegmentResult) -> str:
-    """CMX 3600 EDL, one cut per scene; out points exclusive, record timeline from 00:00:00:00."""
-    video = result.video
-    fps = video.fps
-    lines = [
-        f"TITLE: {video.path.stem}",
-        f"FCM: {'DROP FRAME' if dropped_frames(fps) else 'NON-DROP FRAME'}",
-        "",
-    ]
-    record = 0
-    for scene in result.scenes:
-        times = [scene.start, scene.end, record, record + scene.length]
-        tcs = " ".join(smpte_timecode(t, fps) for t in times)
-        lines.append(f"{scene.index + 1:03d}  AX       V     C        {tcs}")
-        # Editors relink the AX reel through the source clip's name.
-        lines.append(f"* FROM CLIP NAME: {video.path.name}")
-        lines.append("")
-        record += scene.length
-    return "\n".join(lines)
-
-
-# --- OpenTimelineIO --------------------------------------------------------------------------
-
-
-def to_otio(result: SegmentResult) -> str:
-    """OpenTimelineIO JSON: a video track (and an audio track) with one clip per scene."""
-    import opentimelineio as otio
-
-    video = result.video
-    rate = float(video.fps)
-    url = _file_url(video.path)
-
-    def frames(value: int):
-        return otio.opentime.RationalTime(value, rate)
-
-    def clip(scene: Scene):
-        media = otio.schema.ExternalReference(
-            target_url=url,
-            available_range=otio.opentime.TimeRange(frames(0), frames(video.frame_count)),
-        )
-        return otio.schema.Clip(
-            name=_scene_name(scene, len(result.scenes)),
-            media_reference=media,
-            source_range=otio.opentime.TimeRange(frames(scene.start), frames(scene.length)),
-            metadata={
-                "scenecut": {
-                    "scene": scene.index,
-                    "first_shot": scene.first_shot,
-                    "last_shot": scene.last_shot,
-                    "start_frame": scene.start,
-                    "end_frame": scene.end,
-                    "score": _score(scene.score),
-                }
-            },
-        )
-
-    timeline = otio.schema.Timeline(name=video.path.stem, global_start_time=frames(0))
-    kinds = [("Video 1", otio.schema.TrackKind.Video)]
-    if video.has_audio:
-        kinds.append(("Audio 1", otio.schema.TrackKind.Audio))
-    for name, kind in kinds:
-        track = otio.schema.Track(name=name, kind=kind)
-        track.extend(clip(scene) for scene in result.scenes)
-        timeline.tracks.append(track)
-    return otio.adapters.write_to_string(timeline, "otio_json") + "\n"
-
-
-# --- FCPXML ----------------------------------------------------------------------------------
-
-
-def to_fcpxml(result: SegmentResult) -> str:
-    """FCPXML 1.9: one asset for the video and one asset-clip per scene on the spine."""
-    import xml.etree.ElementTree as ET
-
-    video = result.video
-    fps = video.fps
-    root = ET.Element("fcpxml", version="1.9")
-    resources = ET.SubElement(root, "resources")
-    ET.SubElement(
-        resources,
-        "format",
-        id="r1",
-        frameDuration=rational_seconds(1, fps),
-        width=str(video.width),
-        height=str(video.height),
-    )
-    asset = ET.SubElement(
-        resources,
-        "asset",
-        id="r2",
-        name=video.path.stem,
-        start="0s",
-        duration=rational_seconds(video.frame_count, fps),
-        hasVideo="1",
-        hasAudio="1" if video.has_audio else "0",
-        format="r1",
-    )
-    # FCPXML 1.9 moved the asset's src attribute into <media-rep>.
-    ET.SubElement(asset, "media-rep", kind="original-media", src=_file_url(video.path))
-    library = ET.SubElement(root, "library")
-    event = ET.SubElement(library, "event", name=video.path.stem)
-    project = ET.SubElement(event, "project", name=video.path.stem)
-    total = sum(scene.length for scene in result.scenes)
-    sequence = ET.SubElement(
-        project,
-        "sequence",
-        format="r1",
-        duration=rational_seconds(total, fps),
-        tcStart="0s",
-        tcFormat="DF" if dropped_frames(fps) else "NDF",
-    )
-    spine = ET.SubElement(sequence, "spine")
-    offset = 0
-    for scene in result.scenes:
-        ET.SubElement(
-            spine,
-            "asset-clip",
-            ref="r2",
-            name=_scene_name(scene, len(result.scenes)),
-            offset=rational_seconds(offset, fps),
-            start=rational_seconds(scene.start, fps),
-            duration=rational_seconds(scene.length, fps),
-        )
-        offset += scene.length
-    ET.indent(root)
-    body = ET.tostring(root, encoding="unicode")
-    return f'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE fcpxml>\n{body}\n'
-
-
 # --- chapters and subtitles ------------------------------------------------------------------
 
 
@@ -353,6 +211,8 @@ FORMATS: dict[str, Format] = {
     "edl": Format("edl", to_edl),
     "otio": Format("otio", to_otio),
     "fcpxml": Format("fcpxml", to_fcpxml),
+    "fcp7": Format("xml", to_fcp7),
+    "mlt": Format("mlt", to_mlt),
     "chapters": Format("ffmetadata", to_ffmetadata),
     "vtt": Format("vtt", to_vtt),
     "srt": Format("srt", to_srt),

@@ -6,6 +6,7 @@ import io
 import logging
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from scenecut.errors import InputError, UsageError
@@ -31,11 +32,13 @@ def extract_frames(
     height: int | None = THUMB_HEIGHT,
     *,
     quality: int = THUMB_QUALITY,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, bytes]:
     """JPEG images of the wanted frame indices, in one sequential decode that stops after the last.
 
     Frames are numbered as ``segment`` numbers them. ``height`` scales the images down (never
     up); ``None`` keeps the full size. Frames past the end of the video are left out.
+    ``progress(done, total)`` counts the frames decoded up to the last one wanted.
     """
     images: dict[int, bytes] = {}
     if not frames:
@@ -59,6 +62,8 @@ def extract_frames(
                 buffer = io.BytesIO()
                 image.save(buffer, "JPEG", quality=quality)
                 images[item.index] = buffer.getvalue()
+            if progress:
+                progress(min(item.index, last) + 1, last + 1)
             if item.index >= last:
                 break
     finally:
@@ -142,8 +147,10 @@ def save_images(
     per: str = "scene",
     count: int = 3,
     overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
-    """Save ``count`` full-size JPEGs per scene (or shot) in one decode pass.
+    """Save ``count`` full-size JPEGs per scene (or shot) in one decode pass (``progress`` as
+    ``extract_frames`` reports it).
 
     Names follow PySceneDetect's ``$VIDEO_NAME-Scene-$SCENE_NUMBER-$IMAGE_NUMBER.jpg``: scene
     number at least 3 digits, image number ``floor(log10(count)) + 2`` digits.
@@ -159,8 +166,11 @@ def save_images(
     if not overwrite:
         refuse_existing([target for target, _ in plan])
     check_writable(out_dir)
-    images = extract_frames(video_file(result), {f for _, f in plan}, None, quality=IMAGE_QUALITY)
-    missing = sorted({f for _, f in plan} - images.keys())
+    wanted = {f for _, f in plan}
+    images = extract_frames(
+        video_file(result), wanted, None, quality=IMAGE_QUALITY, progress=progress
+    )
+    missing = sorted(wanted - images.keys())
     if missing:
         raise InputError(
             f"{result.video.path}: frame {missing[0]} is past the end of the video; "

@@ -16,7 +16,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from scenecut.errors import InputError
+from scenecut.output.editors import start_frame
 from scenecut.output.formats import SCHEMA_VERSION
+from scenecut.output.timecode import parse_timecode
 from scenecut.result import Scene, SegmentResult, Settings, Shot, VideoInfo
 
 MAX_BYTES = 64 * 2**20  # a result of a 100-hour film is a few tens of MB
@@ -119,8 +121,9 @@ def _get(data, key: str, where: str):
 def load_result(path: str | Path) -> SegmentResult:
     """Read a ``.scenes.json`` written by scenecut back into a ``SegmentResult``.
 
-    Scores come back as written (rounded to 4 decimals); VFR frame times come back truncated to
-    the millisecond, as the JSON stores them. The container start offset is not stored and is 0.
+    Boundary scores and the container start offset come back exact (files from before they were
+    exact: scores rounded to 4 decimals, offset 0); scene scores come back rounded to 4 decimals
+    and VFR frame times truncated to the millisecond, as the JSON stores them.
     ``InputError`` for a file that is not such a result, damaged or edited into one that
     contradicts itself (a shot past the last frame, a scene of shots that don't exist...).
     """
@@ -157,6 +160,26 @@ def _frame_rate(value) -> Fraction:
     if not Fraction(1, 10**6) <= fps <= 10**6:
         raise _Shape(f"video.frame_rate {value!r} is not a frame rate")
     return fps
+
+
+def _start_offset(value) -> Fraction:
+    if not (isinstance(value, str) and _RATE.fullmatch(value)):
+        raise _Shape(f"video.start_offset is {_show(value)}, not seconds like '1001/24000'")
+    offset = Fraction(value)
+    if offset > MAX_SECONDS:
+        raise _Shape(f"video.start_offset {value!r} is beyond any film")
+    return offset
+
+
+def _timecode(value, where: str) -> str | None:
+    """An optional SMPTE timecode (files from before timecodes have none)."""
+    if value is None:
+        return None
+    try:
+        parse_timecode(_text(value, where))
+    except ValueError as exc:
+        raise _Shape(f"{where}: {exc}") from None
+    return value
 
 
 def _rotation(value) -> int:
@@ -197,9 +220,15 @@ def _result_from_dict(data) -> SegmentResult:
         rotation=_rotation(v.get("rotation", 0)),  # files from before rotation: upright
         codec=_text(_get(v, "codec", "video"), "video.codec"),
         has_audio=_flag(_get(v, "has_audio", "video"), "video.has_audio"),
+        start_offset=_start_offset(v.get("start_offset", "0")),
         vfr=vfr,
         frame_times=frame_times,
+        start_timecode=_timecode(v.get("start_timecode"), "video.start_timecode"),
     )
+    try:
+        start_frame(video)
+    except ValueError as exc:
+        raise _Shape(f"video.start_timecode: {exc}") from None
     scores = _list(_get(data, "boundary_scores", "the file"), "boundary_scores")
     if len(scores) != len(shots) - 1:
         raise _Shape(f"{len(scores)} boundary_scores for {len(shots)} shots, not one per gap")
@@ -271,6 +300,7 @@ def _settings(data) -> Settings:
         min_scene_frames=_whole(
             _get(data, "min_scene_frames", "settings"), "settings.min_scene_frames"
         ),
+        start_timecode=_timecode(data.get("start_timecode"), "settings.start_timecode"),
     )
 
 

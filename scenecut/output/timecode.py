@@ -7,6 +7,7 @@ lies past the frame it names.
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 
 # --- time formatting -------------------------------------------------------------------------
@@ -46,17 +47,18 @@ def dropped_frames(fps: Fraction) -> int:
     return base // 15 if fps.denominator == 1001 and base % 30 == 0 else 0
 
 
-def smpte_timecode(frame: int, fps: Fraction) -> str:
+def smpte_timecode(frame: int, fps: Fraction, drop_frame: bool | None = None) -> str:
     """Frame index as SMPTE ``HH:MM:SS:FF`` counting ``round(fps)`` frames a second.
 
-    At 29.97 and 59.94 fps the timecode is drop-frame (``HH:MM:SS;FF``): frame numbers 00 and 01
-    (00-03 at 59.94) are skipped at the start of every minute except each tenth, so the timecode
-    keeps up with the clock. Frame 1800 at 29.97 fps is ``00:01:00;02``.
+    At 29.97 and 59.94 fps the timecode is drop-frame (``HH:MM:SS;FF``) unless ``drop_frame`` is
+    False: frame numbers 00 and 01 (00-03 at 59.94) are skipped at the start of every minute
+    except each tenth, so the timecode keeps up with the clock. Frame 1800 at 29.97 fps is
+    ``00:01:00;02``.
     """
     if frame < 0:
         raise ValueError(f"frame must be >= 0, not {frame}")
     base = round(fps)
-    drop = dropped_frames(fps)
+    drop = dropped_frames(fps) if drop_frame is None or drop_frame else 0
     if drop:
         per_minute = base * 60 - drop
         per_ten_minutes = per_minute * 10 + drop
@@ -70,6 +72,48 @@ def smpte_timecode(frame: int, fps: Fraction) -> str:
     hours, minutes = divmod(minutes, 60)
     separator = ";" if drop else ":"
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{frames:02d}"
+
+
+_TIMECODE = re.compile(r"(\d\d):(\d\d):(\d\d)([:;])(\d\d)")
+
+
+def parse_timecode(text: str) -> tuple[int, int, int, int, bool]:
+    """``HH:MM:SS:FF`` (``HH:MM:SS;FF`` for drop-frame) as hours, minutes, seconds, frames and
+    the drop-frame flag. ``ValueError`` saying what is wrong; the frames are checked against a
+    rate by ``timecode_frame``."""
+    match = _TIMECODE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a timecode like 01:00:00:00 (01:00:00;00 drop-frame)")
+    hours, minutes, seconds, frames = (int(match[i]) for i in (1, 2, 3, 5))
+    if minutes > 59 or seconds > 59:
+        raise ValueError(f"{text} has {max(minutes, seconds)} minutes or seconds (00-59)")
+    return hours, minutes, seconds, frames, match[4] == ";"
+
+
+def timecode_frame(text: str, fps: Fraction) -> int:
+    """The frame index SMPTE timecode ``text`` names at ``fps``: ``smpte_timecode`` inverted.
+
+    ``ValueError`` for a timecode that does not exist at ``fps``: frames past ``round(fps)``, a
+    drop-frame timecode at a rate other than 29.97 or 59.94, or a number drop-frame skips.
+    """
+    hours, minutes, seconds, frames, drop_frame = parse_timecode(text)
+    base = round(fps)
+    rate = f"{float(fps):.6g} fps"
+    if frames >= base:
+        raise ValueError(f"{text} has frame {frames}, but {rate} counts frames 00-{base - 1:02d}")
+    drop = dropped_frames(fps) if drop_frame else 0
+    if drop_frame and not drop:
+        raise ValueError(
+            f"{text} is drop-frame (;), which only 29.97 and 59.94 fps have, not {rate}"
+        )
+    if drop and seconds == 0 and minutes % 10 and frames < drop:
+        raise ValueError(f"{text} is a number drop-frame timecode skips")
+    total_minutes = hours * 60 + minutes
+    return (
+        (total_minutes * 60 + seconds) * base
+        + frames
+        - drop * (total_minutes - total_minutes // 10)
+    )
 
 
 def rational_seconds(frames: int, fps: Fraction) -> str:

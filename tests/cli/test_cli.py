@@ -42,7 +42,7 @@ def test_segment_writes_json_and_csv(film, tmp_path):
     data = json.loads(json_path.read_text())
     assert data["video"]["frame_count"] == film.frame_count
     assert data["decoded_frames"] == film.frame_count
-    assert data["settings"]["model"] == "classic"
+    assert data["settings"]["model"] == "fused"  # the offline default
     assert len(data["boundary_scores"]) == len(data["shots"]) - 1
     assert data["scenes"][-1]["end_frame"] == film.frame_count
     with csv_path.open() as f:

@@ -151,10 +151,10 @@ def test_import_onto_a_full_disk_is_one_line(scenecut_exe, modelscope_file, tmp_
     assert list(imported.iterdir()) == []  # no partial file, under any name
 
 
-def test_auto_without_models_uses_classic_and_says_how_to_get_more(scenecut_exe, film, tmp_path):
+def test_auto_without_models_uses_fused_and_says_how_to_get_more(scenecut_exe, film, tmp_path):
     proc = _run(scenecut_exe, "segment", str(film.path), "-o", str(tmp_path / "o"), home=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "model: classic" in proc.stderr and "weights pull" in proc.stderr
+    assert "model: fused" in proc.stderr and "weights pull" in proc.stderr
 
 
 def test_auto_skips_a_broken_pulled_model_with_one_warning(scenecut_exe, film, tmp_path):
@@ -168,7 +168,7 @@ def test_auto_skips_a_broken_pulled_model_with_one_warning(scenecut_exe, film, t
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1, proc.stderr
     assert "skipping bassl" in warnings[0] and str(broken) in warnings[0]
-    assert "model: classic" in proc.stderr
+    assert "model: fused" in proc.stderr
 
 
 def test_effnet_stack_end_to_end(scenecut_exe, film, tmp_path):

@@ -180,7 +180,7 @@ def test_first_use_hash_is_recorded_then_enforced(server, home, monkeypatch, cap
     # auto skips it with one warning and never downloads it again by itself.
     requests = len(server.requests)
     with caplog.at_level(logging.WARNING, logger="scenecut"):
-        assert scorers.choose_model("auto").name == "classic"
+        assert scorers.choose_model("auto").name == "fused"
     assert "changed since it was installed" in caplog.records[0].getMessage()
     assert len(server.requests) == requests
     # pull replaces the changed file.
@@ -269,7 +269,7 @@ def test_an_ambiguous_tarball_is_refused(server, home, monkeypatch):
 
 def test_auto_never_downloads_and_a_named_model_does_once(server, monkeypatch):
     point_bassl_at(monkeypatch, server.url + "/ms/pytorch_model.pt")
-    assert scorers.choose_model("auto").name == "classic"
+    assert scorers.choose_model("auto").name == "fused"
     assert server.requests == []
     sizes: list[int] = []
     choice = scorers.choose_model("bassl", progress=lambda done, total: sizes.append(done))

@@ -323,7 +323,7 @@ def test_auto_skips_a_broken_installed_model(home, tmp_path, caplog):
     junk.write_bytes(b"\x08" + bytes(7) + b"{}")  # a cut-short safetensors file
     with caplog.at_level(logging.WARNING, logger="scenecut"):
         choice = scorers.choose_model("auto")
-    assert choice.name == "classic"
+    assert choice.name == "fused"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and not any("\n" in w for w in warnings)
     assert warnings[0].startswith("skipping bassl:") and str(broken) in warnings[0]
