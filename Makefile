@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := assets/sintel_trailer_480x204.mp4
 
-.PHONY: demo test lint bench clean browser melt
+.PHONY: demo test lint bench clean browser melt docker
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff format --check scenecut tests bench
 	$(BIN)/ruff check scenecut tests bench
+	$(BIN)/hadolint Dockerfile
+
+# The CPU image, where a Docker engine answers (no engine on this project's machines: the
+# Dockerfile is linted by `make lint` instead).
+docker:
+	@if docker info >/dev/null 2>&1; then docker build -t scenecut . && docker run --rm scenecut --version; \
+	else echo "no Docker engine here: the image was not built (make lint checks the Dockerfile)"; fi
 
 # The HTML report is tested in a real headless Chromium (Debian's package): installed here when
 # absent and apt-get is usable; otherwise those tests skip and say why.
