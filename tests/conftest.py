@@ -75,6 +75,14 @@ def _empty_weights_cache(monkeypatch, tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _no_user_settings(monkeypatch, tmp_path_factory):
+    """Tests never read the developer's settings (~/.config/scenecut/config.toml, a data root
+    in ``$SCENECUT_DATA``): commands start from the built-in defaults."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.delenv("SCENECUT_DATA", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _offline(request, monkeypatch):
     """No test reaches outside the machine: downloads are refused (``SCENECUT_OFFLINE``) except
     in tests marked ``loopback``, which point the registry at a server of their own."""

@@ -1,8 +1,13 @@
 """The ``scenecut`` command: parse options, call the library, render results.
 
 One module per command group: ``segment`` (segment, report), ``export``, ``evaluate`` (eval),
-``weights``, ``data`` and ``train``; ``console`` holds the stderr helpers and ``options`` the
-shared options.
+``weights``, ``data``, ``train`` and ``config``; ``console`` holds the stderr helpers and
+``options`` the shared options.
+
+``-c FILE`` comes before the command (``scenecut -c FILE segment ...``), as in PySceneDetect:
+the settings are the program's, read by every command that takes one of them, and the option
+stays apart from ``scenecut train ... --config FILE``, which names a training configuration.
+
 Machine-readable output goes to stdout (written file paths, or the JSON with ``--stdout``);
 tables, progress and errors go to stderr. Exit codes: 0 success, 1 an input failed, 2 bad usage,
 3 a bug, 130 interrupted (143 terminated by SIGTERM, 129 by SIGHUP).
@@ -13,11 +18,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from scenecut.cli import data, evaluate, export, train, weights
+from scenecut.cli import batch, config, data, evaluate, export, train, weights
 from scenecut.cli import segment as segment_cli
 from scenecut.cli.console import bug_message, error, log_warnings_to_stderr, stderr
 from scenecut.errors import ScenecutError
@@ -33,9 +39,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("segment")(segment_cli.segment)
+app.command("batch")(batch.batch)
 app.command("export")(export.export)
 app.command("report")(segment_cli.report)
 app.command("eval")(evaluate.eval_video)
+app.command("config")(config.show_config)
 app.add_typer(weights.app, name="weights")
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
@@ -49,11 +57,25 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "-c",
+            "--config",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            help="A settings file (TOML), read after the user's and ./scenecut.toml; "
+            "`scenecut config` shows the settings in force.",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
     ] = False,
 ) -> None:
     """Cut long videos into scenes."""
+    ctx.obj = config_file  # options.current_settings reads it
 
 
 class Terminated(KeyboardInterrupt):

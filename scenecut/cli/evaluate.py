@@ -22,6 +22,7 @@ from scenecut.cli.options import (
     ModelOption,
     OfflineOption,
     PrecisionOption,
+    current_settings,
     inference_options,
 )
 from scenecut.cli.weights import chosen_model
@@ -29,15 +30,18 @@ from scenecut.errors import UsageError
 from scenecut.files import atomic_write
 from scenecut.models.scorers import load_scorer
 from scenecut.output.readers import load_result, read_truth_seconds, truth_starts
+from scenecut.result import DEFAULT_THRESHOLD
 from scenecut.segment import SegmentOptions, segment
+from scenecut.settings import DATA_ENV, DEFAULT_DATA
 
 
 def eval_video(
+    ctx: typer.Context,
     video: Annotated[
         Path | None,
         typer.Argument(
             help="The video to segment and score, or a .json written by `scenecut segment` "
-            "(its scenes are scored as they are). Leave out with --data."
+            "(its scenes are scored as they are). Leave out to evaluate a dataset split."
         ),
     ] = None,
     truth: Annotated[
@@ -51,21 +55,29 @@ def eval_video(
         Path | None,
         typer.Option(
             "--data",
-            help="Evaluate on a labelled split of this MovieNet-style tree instead of a video.",
+            help="Evaluate on a labelled split of this MovieNet-style tree instead of a video "
+            f"[default: settings, else ${DATA_ENV}, else ./{DEFAULT_DATA} if it exists].",
+            show_default=False,
         ),
     ] = None,
     split: Annotated[str, typer.Option(help="The split of --data to evaluate.")] = "test",
     tolerance: Annotated[
         float, typer.Option(help="Seconds within which a boundary counts as found.")
     ] = 1.0,
-    model: ModelOption = "auto",
-    device: DeviceOption = "auto",
+    model: ModelOption = None,
+    device: DeviceOption = None,
     batch_size: BatchOption = 0,
     precision: PrecisionOption = "auto",
     compile_net: CompileOption = False,
     offline: OfflineOption = False,
     detector: DetectorOption = "adaptive",
-    threshold: Annotated[float, typer.Option(help="Boundary score threshold.")] = 0.5,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Boundary score threshold [default: settings, else {DEFAULT_THRESHOLD:g}].",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", help="Write the JSON here instead of stdout.")
     ] = None,
@@ -80,20 +92,33 @@ def eval_video(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
 ) -> None:
-    """Score scenes against the truth: one video with --truth, or a dataset split with --data.
+    """Score scenes against the truth: one VIDEO with --truth, or a labelled split of the data
+    root (--data, else the settings' data root, which `scenecut config` shows).
 
     Each paper's metrics as its own code computes them, under its name: BaSSL AP, F1, mIoU,
     Recall, Recall@3s (the last three also LGSS's); LGSS mAP; SCRL AP and F1. JSON on stdout.
     """
+    settings = current_settings(ctx)
+    model = model or settings.model
+    device = device or settings.device
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD if settings.threshold is None else settings.threshold
     inference = inference_options(model, device, batch_size, precision, compile_net)
     options = SegmentOptions(detector=detector, inference=inference, threshold=threshold)
     options.check()
     if not math.isfinite(tolerance) or tolerance <= 0:
         raise UsageError(f"--tolerance must be a positive number of seconds, got {tolerance}")
-    if (data is None) == (video is None):
+    if data is not None and video is not None:
         raise UsageError("give either a VIDEO (with --truth) or --data ROOT, not both")
     if video is not None and truth is None:
         raise UsageError("--truth is required when scoring a video")
+    if video is None and truth is not None:
+        raise UsageError(
+            "--truth needs the VIDEO it describes (without a VIDEO, eval scores a split of the "
+            "data root)"
+        )
+    if video is None:
+        data = data or settings.data_root()
     targets = [output] if output else []
     if pr_curve is not None:
         targets += [pr_curve.with_suffix(".png"), pr_curve.with_suffix(".csv")]

@@ -19,6 +19,7 @@ from scenecut.cli.options import (
     SaveClipsOption,
     SaveImagesOption,
     StdoutOption,
+    current_settings,
     format_names,
 )
 from scenecut.output.clips import DEFAULT_TEMPLATE
@@ -26,6 +27,7 @@ from scenecut.segment import ExportOptions, export_result
 
 
 def export(
+    ctx: typer.Context,
     result_json: Annotated[
         Path,
         typer.Argument(help="A .scenes.json from `scenecut segment` (or saved from the report)."),
@@ -77,7 +79,7 @@ def export(
     kept as they are, edited or not. The video is read only for clips, images and the report.
     """
     options = ExportOptions(
-        formats=format_names(formats),
+        formats=format_names(formats, current_settings(ctx).formats),
         save_clips=save_clips,
         copy=copy,
         clip_template=clip_template,

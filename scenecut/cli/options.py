@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -10,9 +11,15 @@ from scenecut.models.options import DEVICES, PRECISIONS, InferenceOptions
 from scenecut.models.scorers import model_help
 from scenecut.output.clips import TEMPLATE_MACROS
 from scenecut.output.formats import FORMATS
+from scenecut.result import DEFAULT_THRESHOLD
+from scenecut.segment import ExportOptions, SegmentOptions
+from scenecut.settings import Settings, load_settings
 from scenecut.shots import detector_help, detector_threshold_help
 
-ModelOption = Annotated[str, typer.Option(help=model_help())]
+# Options a settings file may set (scenecut config) default to None: "not on the command line".
+ModelOption = Annotated[
+    str | None, typer.Option(help=f"{model_help()} [default: settings, else auto]")
+]
 # The commands that may download a model on first use (segment, eval, train extract).
 OfflineOption = Annotated[
     bool,
@@ -22,7 +29,10 @@ OfflineOption = Annotated[
         "SCENECUT_OFFLINE=1).",
     ),
 ]
-DeviceOption = Annotated[str, typer.Option(help=f"{DEVICES} (auto: CUDA when present).")]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(help=f"{DEVICES} (auto: CUDA when present) [default: settings, else auto]."),
+]
 BatchOption = Annotated[
     int,
     typer.Option(
@@ -50,7 +60,7 @@ FormatOption = Annotated[
         "-f",
         metavar="FORMATS",
         help=f"Scene-list formats: {', '.join(FORMATS)}; comma-separated or repeated, any case "
-        "[default: json].",
+        "[default: settings, else json].",
         show_default=False,
     ),
 ]
@@ -89,13 +99,42 @@ OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace existing output files.")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
+# How segment and batch cut shots and group them into scenes.
+MinShotLenOption = Annotated[float, typer.Option(help="Minimum shot length in seconds.")]
+ThresholdOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Boundary score above which a shot gap starts a new scene [default: settings, "
+        f"else the model's own (ModelScope BaSSL: 0.8), else {DEFAULT_THRESHOLD:g}].",
+        show_default=False,
+    ),
+]
+ScenesOption = Annotated[
+    int | None, typer.Option(help="Ask for this many scenes instead of using --threshold.")
+]
+MinSceneLenOption = Annotated[float, typer.Option(help="Minimum scene length in seconds.")]
+StartTimecodeOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="HH:MM:SS:FF",
+        help="Timecode of the first frame in editor files (HH:MM:SS;FF: drop-frame) "
+        "[default: the file's own, else 00:00:00:00].",
+        show_default=False,
+    ),
+]
 
 
-def format_names(values: list[str] | None) -> list[str]:
-    """``-f`` values as format names: ``-f JSON -f csv,edl`` is json, csv and edl."""
-    if not values:
-        return ["json"]
-    return [name.strip().lower() for value in values for name in value.split(",") if name.strip()]
+def format_names(values: list[str] | None, default: Sequence[str]) -> list[str]:
+    """``-f`` values as format names (``-f JSON -f csv,edl`` is json, csv and edl), else
+    ``default`` (the settings' formats)."""
+    given = values or default
+    return [name.strip().lower() for value in given for name in value.split(",") if name.strip()]
+
+
+def current_settings(ctx: typer.Context) -> Settings:
+    """The settings for the command running: the files, then the ``-c FILE`` given before it
+    (``scenecut -c FILE segment ...``), which the top-level callback keeps as ``ctx.obj``."""
+    return load_settings(ctx.obj)
 
 
 def inference_options(
@@ -109,3 +148,43 @@ def inference_options(
         precision=precision,
         compile=compile_net,
     )
+
+
+def run_options(
+    settings: Settings,
+    *,
+    model: str | None,
+    device: str | None,
+    batch_size: int,
+    precision: str,
+    compile_net: bool,
+    detector: str,
+    detector_threshold: float | None,
+    min_shot_len: float,
+    threshold: float | None,
+    scenes: int | None,
+    min_scene_len: float,
+    start_timecode: str | None,
+    formats: list[str] | None,
+    **export: object,
+) -> tuple[SegmentOptions, ExportOptions]:
+    """``segment``'s and ``batch``'s options, the settings filling what the command line left
+    out (model, device, threshold, formats), both checked; ``export`` are ``ExportOptions``
+    fields as given."""
+    inference = inference_options(
+        model or settings.model, device or settings.device, batch_size, precision, compile_net
+    )
+    options = SegmentOptions(
+        detector=detector,
+        detector_threshold=detector_threshold,
+        min_shot_seconds=min_shot_len,
+        inference=inference,
+        threshold=settings.threshold if threshold is None else threshold,
+        scenes=scenes,
+        min_scene_seconds=min_scene_len,
+        start_timecode=start_timecode,
+    )
+    outputs = ExportOptions(formats=format_names(formats, settings.formats), **export)
+    options.check()
+    outputs.check()
+    return options, outputs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -10,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from scenecut.batch import WorkSpec, device_of, run_recorded, settings_hash
 from scenecut.cli.console import ProgressBars, bug_message, emit, error, scene_table, stderr
 from scenecut.cli.options import (
     BatchOption,
@@ -21,6 +23,8 @@ from scenecut.cli.options import (
     DeviceOption,
     FormatOption,
     ImagesPerOption,
+    MinSceneLenOption,
+    MinShotLenOption,
     ModelOption,
     OfflineOption,
     OverwriteOption,
@@ -29,9 +33,12 @@ from scenecut.cli.options import (
     ReportOption,
     SaveClipsOption,
     SaveImagesOption,
+    ScenesOption,
+    StartTimecodeOption,
     StdoutOption,
-    format_names,
-    inference_options,
+    ThresholdOption,
+    current_settings,
+    run_options,
 )
 from scenecut.cli.weights import chosen_model
 from scenecut.errors import ScenecutError, UsageError
@@ -39,17 +46,21 @@ from scenecut.models.scorers import load_scorer
 from scenecut.output.clips import DEFAULT_TEMPLATE
 from scenecut.output.report import rebuild_report
 from scenecut.profile import Stages
-from scenecut.result import DEFAULT_THRESHOLD
-from scenecut.segment import ExportOptions, SegmentOptions, segment_to_files
+from scenecut.segment import segment_to_files
 
 
 def segment(
+    ctx: typer.Context,
     inputs: Annotated[
         list[str], typer.Argument(help="Video files; '-' reads more paths from stdin.")
     ],
     output_dir: Annotated[
         Path | None,
-        typer.Option("-o", "--output-dir", help="Where outputs go [default: ./<stem>_scenes/]."),
+        typer.Option(
+            "-o",
+            "--output-dir",
+            help="Where outputs go [default: settings, else ./<stem>_scenes/].",
+        ),
     ] = None,
     formats: FormatOption = None,
     stdout: StdoutOption = False,
@@ -61,35 +72,26 @@ def segment(
     images_per: ImagesPerOption = "scene",
     detector: DetectorOption = "adaptive",
     detector_threshold: DetectorThresholdOption = None,
-    min_shot_len: Annotated[float, typer.Option(help="Minimum shot length in seconds.")] = 0.6,
-    model: ModelOption = "auto",
-    device: DeviceOption = "auto",
+    min_shot_len: MinShotLenOption = 0.6,
+    model: ModelOption = None,
+    device: DeviceOption = None,
     batch_size: BatchOption = 0,
     precision: PrecisionOption = "auto",
     compile_net: CompileOption = False,
     offline: OfflineOption = False,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            help="Boundary score above which a shot gap starts a new scene [default: the "
-            f"model's own (ModelScope BaSSL: 0.8), else {DEFAULT_THRESHOLD:g}].",
-            show_default=False,
-        ),
-    ] = None,
-    scenes: Annotated[
-        int | None, typer.Option(help="Ask for this many scenes instead of using --threshold.")
-    ] = None,
-    min_scene_len: Annotated[float, typer.Option(help="Minimum scene length in seconds.")] = 0.0,
-    start_timecode: Annotated[
-        str | None,
-        typer.Option(
-            metavar="HH:MM:SS:FF",
-            help="Timecode of the first frame in editor files (HH:MM:SS;FF: drop-frame) "
-            "[default: the file's own, else 00:00:00:00].",
-            show_default=False,
-        ),
-    ] = None,
+    threshold: ThresholdOption = None,
+    scenes: ScenesOption = None,
+    min_scene_len: MinSceneLenOption = 0.0,
+    start_timecode: StartTimecodeOption = None,
     overwrite: OverwriteOption = False,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing",
+            help="Skip a video whose outputs the output folder's manifest.jsonl records done "
+            "with the same input (size, mtime) and settings; record what is done there.",
+        ),
+    ] = False,
     null: Annotated[
         bool,
         typer.Option(
@@ -107,19 +109,23 @@ def segment(
 ) -> None:
     """Detect shots, score every shot gap, write the scenes (JSON frames: 0-based,
     end-exclusive)."""
-    inference = inference_options(model, device, batch_size, precision, compile_net)
-    options = SegmentOptions(
+    settings = current_settings(ctx)
+    output_dir = settings.output if output_dir is None else output_dir
+    options, export = run_options(
+        settings,
+        model=model,
+        device=device,
+        batch_size=batch_size,
+        precision=precision,
+        compile_net=compile_net,
         detector=detector,
         detector_threshold=detector_threshold,
-        min_shot_seconds=min_shot_len,
-        inference=inference,
+        min_shot_len=min_shot_len,
         threshold=threshold,
         scenes=scenes,
-        min_scene_seconds=min_scene_len,
+        min_scene_len=min_scene_len,
         start_timecode=start_timecode,
-    )
-    export = ExportOptions(
-        formats=format_names(formats),
+        formats=formats,
         save_clips=save_clips,
         copy=copy,
         clip_template=clip_template,
@@ -129,17 +135,18 @@ def segment(
         save_images=save_images,
         images_per=images_per,
     )
-    options.check()
-    export.check()
     paths = expand_inputs(inputs, "\0" if null else "\n")
     if stdout and len(paths) > 1:
         raise UsageError("--stdout takes a single input (its JSON goes to stdout)")
+    if stdout and skip_existing:
+        raise UsageError("--skip-existing needs output files; drop --stdout")
     console = stderr()
-    choice = chosen_model(console, quiet, model, offline)
+    choice = chosen_model(console, quiet, options.inference.model, offline)
     note = None if quiet else choice.note  # said once, after the first scene table
     start = time.perf_counter()
-    scorer = load_scorer(inference, choice)
+    scorer = load_scorer(options.inference, choice)
     load_seconds = time.perf_counter() - start
+    spec = WorkSpec(options, export, choice, settings_hash(options, export, choice))
     failures = bugs = 0
     for path in paths:
         out_dir = output_dir or Path(f"{Path(path).stem}_scenes")
@@ -149,9 +156,21 @@ def segment(
             stages.wall, load_seconds = load_seconds, 0.0
         try:
             with ProgressBars(console, quiet, Path(path).name) as progress:
-                done = segment_to_files(
-                    path, options, export, out_dir, progress=progress, scorer=scorer, stages=stages
+                run = functools.partial(
+                    segment_to_files,
+                    path,
+                    options,
+                    out_dir=out_dir,
+                    progress=progress,
+                    scorer=scorer,
+                    stages=stages,
                 )
+                if skip_existing:
+                    done = run_recorded(
+                        path, out_dir, spec, run, model=scorer.name, device=device_of(scorer)
+                    )
+                else:
+                    done = run(export)
         except Exception as exc:  # one input's failure, of any kind, never stops the others
             if os.environ.get("SCENECUT_DEBUG") == "1":
                 raise
@@ -161,6 +180,12 @@ def segment(
             else:
                 bugs += 1
                 error(console, f"{path}: {bug_message(exc)}")
+            continue
+        if done is None:
+            if not quiet:
+                console.print(
+                    f"{path}: done before, as recorded in {out_dir}; skipped", markup=False
+                )
             continue
         end = "\0" if null else "\n"
         emit(done.json if stdout else "".join(f"{written}{end}" for written in done.files))

@@ -4,12 +4,19 @@ Each command builds a ``TrainConfig`` (paper defaults < ``--config FILE`` < opti
 ``--set key=value``), starts 1..N processes through torchrun's launcher (or runs as one worker
 when already under ``torchrun``) and prints rank 0's metrics as JSON lines on stderr. Importing
 this module is cheap: torch loads only when a command runs.
+
+``--config FILE`` here is a training configuration (any ``TrainConfig`` field); the settings of
+``scenecut -c FILE train ...`` (``scenecut.settings``) give what none of those set: the data
+root, and the folder under which ``pretrain`` and ``finetune`` make a new run folder,
+``RUNS/<method>-<YYYYMMDD-HHMMSS>`` (``finetune-...``). ``extract`` keeps ``--out`` required:
+running it again continues the same feature folder, which a dated default would not.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,12 +24,24 @@ from typing import Annotated
 import typer
 
 from scenecut.cli.console import stderr
-from scenecut.cli.options import PRECISION_HELP, OfflineOption, PrecisionOption
+from scenecut.cli.options import (
+    PRECISION_HELP,
+    OfflineOption,
+    PrecisionOption,
+    current_settings,
+)
 from scenecut.cli.weights import fetched_weights
-from scenecut.errors import UsageError
+from scenecut.errors import InputError, UsageError
 from scenecut.files import refuse_existing
 from scenecut.models.config import ENCODERS
-from scenecut.train.config import CHECKPOINT, METHODS, check_run_folder, make_config
+from scenecut.settings import Settings
+from scenecut.train.config import (
+    CHECKPOINT,
+    METHODS,
+    TrainConfig,
+    check_run_folder,
+    make_config,
+)
 from scenecut.train.fusion import train_fusion
 
 app = typer.Typer(
@@ -45,10 +64,37 @@ Sets = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override any setting: key=value (model.crn.hidden_size=64)."),
 ]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="A TOML/YAML/JSON config.")]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A training config, TOML/YAML/JSON (not the settings of `scenecut -c FILE`).",
+    ),
+]
+Data = Annotated[
+    Path | None,
+    typer.Option(
+        help="MovieNet-style tree [default: settings, else $SCENECUT_DATA, else ./data/movienet "
+        "if it exists].",
+        show_default=False,
+    ),
+]
+RunFolder = Annotated[
+    Path | None,
+    typer.Option(
+        help="Run folder: checkpoint, metrics, model [default: a new "
+        "RUNS/<method>-<YYYYMMDD-HHMMSS>, RUNS from settings, else runs].",
+        show_default=False,
+    ),
+]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Delete --out and start over.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No metrics on stderr.")]
+
+
+def _text(path: Path | None) -> str | None:
+    """An option's path as a setting, None when it was left out (the settings then give it)."""
+    return None if path is None else str(path)
 
 
 def print_record(record: dict) -> None:
@@ -73,12 +119,49 @@ def _device(gpus: int) -> str:
     return "cpu"
 
 
-def _train(task: str, given: dict, config_file, sets, gpus, procs, nodes, node_rank, addr, port,
-           resume, overwrite, quiet) -> None:  # fmt: skip
-    config = make_config(task, config_file, sets, **given)
+def run_config(settings: Settings, task: str, given: dict, config_file, sets, *, resume: bool,
+               nodes: int) -> TrainConfig:  # fmt: skip
+    """The run's ``TrainConfig``: what the options, ``--config FILE`` and ``--set`` leave out of
+    the data root and run folder comes from ``settings``."""
+
+    def fill(values: dict) -> dict:
+        filled = {}
+        if not values.get("data"):
+            filled["data"] = str(settings.data_root())
+        if not values.get("out"):
+            name = values.get("method", "bassl") if task == "pretrain" else task
+            filled["out"] = str(_new_run_folder(settings, name, resume, nodes))
+        return filled
+
+    return make_config(task, config_file, sets, fallback=fill, **given)
+
+
+def _new_run_folder(settings: Settings, name: str, resume: bool, nodes: int) -> Path:
+    """A new dated run folder for a run without ``--out``; a refusal where that would be wrong."""
+    if resume:
+        last = settings.last_run_folder(name)
+        which = f"the newest {name} run is {last}" if last else f"no {name} run in {settings.runs}"
+        raise UsageError(f"--resume continues a run: pass --out RUN ({which})")
+    if nodes > 1 or "RANK" in os.environ:
+        raise UsageError(
+            "--out is required with --nodes above 1 or under torchrun: every process must "
+            "write to the same run folder"
+        )
+    return settings.new_run_folder(name)
+
+
+def _train(ctx: typer.Context, task: str, given: dict, config_file, sets, gpus, procs, nodes,
+           node_rank, addr, port, resume, overwrite, quiet) -> None:  # fmt: skip
+    config = run_config(
+        current_settings(ctx), task, given, config_file, sets, resume=resume, nodes=nodes
+    )
+    if not Path(config.data).is_dir():
+        raise InputError(f"the data root {config.data} is not a folder")
     _check_processes(nodes, node_rank)
     device = _device(gpus)
     check_run_folder(config.run, resume, overwrite)  # --overwrite deletes: refusals come first
+    if given["out"] is None and not quiet:
+        stderr().print(f"run folder: {config.run}", markup=False, soft_wrap=True)
     from scenecut.train.entry import train_entry  # torch: only once the settings are good
     from scenecut.train.loop import Interrupted, launch
 
@@ -116,8 +199,9 @@ def _interrupted(signum: int, checkpoint: Path) -> None:
 
 @app.command()
 def pretrain(
-    data: Annotated[Path, typer.Option(help="MovieNet-style tree (or SCRL puzzles folder).")],
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoint, metrics, model.")],
+    ctx: typer.Context,
+    data: Data = None,
+    out: RunFolder = None,
     method: Annotated[
         str, typer.Option(help=f"{', '.join(METHODS[:-1])} or {METHODS[-1]}.")
     ] = "bassl",
@@ -146,19 +230,20 @@ def pretrain(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Self-supervised pre-training; writes OUT/model.safetensors (encoder and CRN)."""
+    """Self-supervised pre-training; writes OUT/model.safetensors (encoder and CRN).
+    --data may also be an SCRL puzzles folder."""
     given = dict(
-        data=str(data), out=str(out), method=method, encoder=encoder, init=init, epochs=epochs,
+        data=_text(data), out=_text(out), method=method, encoder=encoder, init=init, epochs=epochs,
         batch_size=batch_size, micro_batch=micro_batch, lr=lr, workers=workers,
         precision=precision, max_steps=max_steps,
     )  # fmt: skip
-    _train("pretrain", given, config_file, sets, gpus, procs, nodes, node_rank, master_addr,
+    _train(ctx, "pretrain", given, config_file, sets, gpus, procs, nodes, node_rank, master_addr,
            master_port, resume, overwrite, quiet)  # fmt: skip
 
 
 @app.command()
 def extract(
-    data: Annotated[Path, typer.Option(help="MovieNet-style tree.")],
+    ctx: typer.Context,
     encoder: Annotated[
         str,
         typer.Option(
@@ -166,7 +251,10 @@ def extract(
             "(downloaded on first use)."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Feature folder: one .npy per film.")],
+    out: Annotated[
+        Path, typer.Option(help="Feature folder: one .npy per film; running again continues it.")
+    ],
+    data: Data = None,
     split: Annotated[str, typer.Option(help="Which films.")] = "pretrain",
     batch_size: Annotated[
         int, typer.Option(help="Shots per network call.", min=1, max=100_000)
@@ -183,6 +271,7 @@ def extract(
 ) -> None:
     """Shot features of every film (mean over its 3 keyframes), films sharded over processes.
     Re-running skips films already done."""
+    data = data or current_settings(ctx).data_root()
     args = dict(
         tree_root=str(data), encoder=encoder, out=str(out), split=split,
         batch_shots=batch_size, workers=workers, precision=precision,
@@ -209,9 +298,10 @@ def extract(
 
 @app.command()
 def finetune(
-    data: Annotated[Path, typer.Option(help="MovieNet-style tree with labels and splits.")],
+    ctx: typer.Context,
     features: Annotated[Path, typer.Option(help="Feature folder from `train extract`.")],
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoint, metrics, model.")],
+    data: Data = None,
+    out: RunFolder = None,
     head: Annotated[
         str, typer.Option(help="crn (BaSSL) or lstm (SCRL's BiLSTM protocol).")
     ] = "crn",
@@ -235,10 +325,10 @@ def finetune(
     """Train the CRN boundary head on labelled windows (best epoch on --set val_split=...);
     writes OUT/model.safetensors for `scenecut segment --model`."""
     given = dict(
-        data=str(data), features=str(features), out=str(out), head=head, epochs=epochs,
+        data=_text(data), features=str(features), out=_text(out), head=head, epochs=epochs,
         batch_size=batch_size, lr=lr, workers=workers, max_steps=max_steps,
     )  # fmt: skip
-    _train("finetune", given, config_file, sets, gpus, procs, nodes, node_rank, master_addr,
+    _train(ctx, "finetune", given, config_file, sets, gpus, procs, nodes, node_rank, master_addr,
            master_port, resume, overwrite, quiet)  # fmt: skip
 
 

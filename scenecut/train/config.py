@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -194,9 +195,13 @@ def make_config(
     task: str,
     file: str | Path | None = None,
     sets: list[str] | None = None,
+    fallback: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     **given: Any,
 ) -> TrainConfig:
-    """Paper defaults, then a config file, then keyword options, then ``key=value`` strings."""
+    """Paper defaults, then a config file, then keyword options, then ``key=value`` strings.
+
+    ``fallback(settings)`` returns the settings that none of these set, or set empty (the
+    CLI's data root and run folder, which may depend on the method the file chose)."""
     values: dict[str, Any] = {}
     if file:
         values.update(_read_config_file(Path(file)))
@@ -213,6 +218,8 @@ def make_config(
     head = values.get("head", "crn")
     defaults = defaults_for(task, method, head, values.get("init", ""))
     merged = {**defaults, **values, "task": task}
+    if fallback is not None:
+        merged.update(fallback(merged))
     unknown = sorted(set(merged) - set(types))
     if unknown:
         raise UsageError(f"unknown training settings: {', '.join(unknown)}")
