@@ -32,6 +32,7 @@ from scenecut.output.formats import check_formats, result_paths, to_json, write_
 from scenecut.output.images import image_pattern, save_images
 from scenecut.output.readers import load_result
 from scenecut.output.report import report_path, video_href, write_report
+from scenecut.parallel import check_workers, detect_shots_parallel
 from scenecut.profile import Stages
 from scenecut.result import (
     DEFAULT_THRESHOLD,
@@ -43,7 +44,7 @@ from scenecut.result import (
     pick_boundaries,
     scenes_from_boundaries,
 )
-from scenecut.shots import check_detector, detect_shots
+from scenecut.shots import check_detector
 from scenecut.video import probe
 
 if TYPE_CHECKING:
@@ -74,6 +75,9 @@ class SegmentOptions:
     min_scene_seconds: float = 0.0
     # SMPTE timecode of the first frame in editor files; None: the video's own, else 00:00:00:00
     start_timecode: str | None = None
+    # Processes that decode and detect shots in time chunks (``scenecut.parallel``); None: the
+    # single pass (``parallel.PARALLEL_BY_DEFAULT``). Never changes the result.
+    decode_workers: int | None = None
 
     def check(self) -> None:
         check_detector(self.detector, self.detector_threshold)
@@ -81,6 +85,7 @@ class SegmentOptions:
         self.inference.check()
         check_grouping(self.threshold, self.scenes, self.min_scene_seconds)
         _check_seconds("--min-shot-len", self.min_shot_seconds)
+        check_workers(self.decode_workers)
 
     def threshold_for(self, scorer: Scorer) -> float:
         """The threshold in force with ``scorer``: ours, else the model's own, else the default."""
@@ -171,8 +176,9 @@ def segment(
             progress("decode", done, total)
 
     try:
-        detection = detect_shots(
+        detection = detect_shots_parallel(
             Path(path),
+            workers=options.decode_workers,
             detector=options.detector,
             threshold=options.detector_threshold,
             min_shot_seconds=options.min_shot_seconds,

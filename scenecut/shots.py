@@ -95,6 +95,7 @@ class ShotDetection:
     decoded_frames: int
     rewound: int = 0  # middle keyframes decoded a second time (shots too long to keep)
     inexact: int = 0  # keyframes not found again: the nearest kept frame stands in
+    chunks: int = 1  # decoded in this many chunks by worker processes (``scenecut.parallel``)
 
 
 def detector_help() -> str:

@@ -255,6 +255,7 @@ def settings_hash(options: SegmentOptions, export: ExportOptions, choice: ModelC
         except OSError:
             pass
     seg = dataclasses.asdict(options)
+    seg.pop("decode_workers")  # how shots are found, never what is found
     seg["inference"] = {"model": model, "precision": options.inference.precision}
     out = dataclasses.asdict(export)
     for name in ("overwrite", "to_stdout"):

@@ -50,6 +50,16 @@ PRECISION_HELP = f"{', '.join(PRECISIONS)} (auto: bf16/fp16 where fast)."
 PrecisionOption = Annotated[str, typer.Option(help=PRECISION_HELP)]
 DetectorOption = Annotated[str, typer.Option(help=detector_help())]
 DetectorThresholdOption = Annotated[float | None, typer.Option(help=detector_threshold_help())]
+DecodeWorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--decode-workers",
+        metavar="N",
+        help="Processes that decode and detect shots in time chunks (adaptive and content "
+        "detectors; the result is the same) [default: 1, a single pass].",
+        show_default=False,
+    ),
+]
 
 
 # The outputs `segment` and `export` both write.
@@ -166,6 +176,7 @@ def run_options(
     min_scene_len: float,
     start_timecode: str | None,
     formats: list[str] | None,
+    decode_workers: int | None = None,
     **export: object,
 ) -> tuple[SegmentOptions, ExportOptions]:
     """``segment``'s and ``batch``'s options, the settings filling what the command line left
@@ -183,6 +194,7 @@ def run_options(
         scenes=scenes,
         min_scene_seconds=min_scene_len,
         start_timecode=start_timecode,
+        decode_workers=decode_workers,
     )
     outputs = ExportOptions(formats=format_names(formats, settings.formats), **export)
     options.check()
