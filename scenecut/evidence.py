@@ -70,6 +70,19 @@ class PictureTrack:
         self.luma.append(float(luma))
         self.contrast.append(float(contrast))
 
+    def luma_array(self) -> np.ndarray:
+        import numpy as np
+
+        return np.frombuffer(self.luma, dtype=np.float32)
+
+    def blank(self) -> np.ndarray:
+        """``[frames]`` bool: black, white or flat (the one rule for a blank frame)."""
+        import numpy as np
+
+        luma = self.luma_array()
+        contrast = np.frombuffer(self.contrast, dtype=np.float32)
+        return (contrast < BLANK_CONTRAST) & ((luma < DARK) | (luma > BRIGHT))
+
 
 class AudioTrack:
     """Log-mel band energies and loudness of the sound, per 0.1 s, built as frames arrive.
@@ -275,9 +288,7 @@ def blank_shots(evidence: Evidence, shots: list[Shot]) -> np.ndarray:
     the black between a fade-out and a fade-in, a white flash, a plain card)."""
     import numpy as np
 
-    luma = np.frombuffer(evidence.picture.luma, dtype=np.float32)
-    contrast = np.frombuffer(evidence.picture.contrast, dtype=np.float32)
-    blank = (contrast < BLANK_CONTRAST) & ((luma < DARK) | (luma > BRIGHT))
+    blank = evidence.picture.blank()
     return np.array(
         [s.end <= len(blank) and blank[s.start : s.end].mean() >= BLANK_SHARE for s in shots],
         dtype=bool,
@@ -304,9 +315,8 @@ def gap_evidence(evidence: Evidence, video: VideoInfo, shots: list[Shot]) -> np.
     out = np.zeros((max(0, n - 1), len(FEATURES)), dtype=np.float32)
     if n < 2:
         return out
-    luma = np.frombuffer(evidence.picture.luma, dtype=np.float32)
-    contrast = np.frombuffer(evidence.picture.contrast, dtype=np.float32)
-    blank = (contrast < BLANK_CONTRAST) & ((luma < DARK) | (luma > BRIGHT))
+    luma = evidence.picture.luma_array()
+    blank = evidence.picture.blank()
     frames = len(luma)
     fps = float(video.fps)
     window, dip_w = max(1, round(WINDOW_S * fps)), max(1, round(DIP_S * fps))
