@@ -46,7 +46,6 @@ class FilmExamples:
     labels: np.ndarray  # 1 where a scene starts
     keep: np.ndarray  # False: unsure or unjudged, left out
     audio: bool
-    links: np.ndarray = field(repr=False, default=None)
     shot_frames: list[tuple[int, int]] = field(default_factory=list, repr=False)
     fps: float = 0.0
     blank: np.ndarray = field(repr=False, default=None)  # blank shots (evidence.blank_shots)
@@ -137,7 +136,6 @@ def label_gaps(cut_s: list[float], truth: Truth) -> tuple[np.ndarray, np.ndarray
 
 def film_examples(path: Path, truth: Truth) -> FilmExamples:
     """Segment ``path`` once (classic links + evidence) and label its gaps."""
-    import numpy as np
 
     recorder = _Recorder()
     result = segment(path, scorer=recorder)
@@ -153,7 +151,6 @@ def film_examples(path: Path, truth: Truth) -> FilmExamples:
         labels,
         keep,
         gaps.audio,
-        np.asarray(links),
         [(s.start, s.end) for s in result.shots],
         float(video.fps),
         gaps.blank,
