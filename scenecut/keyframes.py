@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import av
     import numpy as np
 
+    from scenecut.shotclips import ClipCollector
+
 log = logging.getLogger(__name__)
 
 KEYFRAMES_PER_SHOT = 3
@@ -47,10 +49,12 @@ def keyframe_indices(start: int, end: int) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class ShotKeyframes:
-    """A finished shot and its keyframes: ``images`` is ``[3, H, W, 3]`` uint8 RGB."""
+    """A finished shot and its keyframes: ``images`` is ``[3, H, W, 3]`` uint8 RGB; ``clips``
+    its clips for a clip encoder when asked for (``shotclips.ClipCollector``)."""
 
     shot: Shot
     images: np.ndarray
+    clips: np.ndarray | None = None
 
 
 class _Frame:
@@ -129,6 +133,7 @@ class KeyframeCollector:
     ``size``: the small keyframes' size (coded orientation); with ``prepare``, keyframes are
     instead full-size RGB passed through it. ``rewind`` decodes a middle frame again when it
     was not kept (without one, the nearest kept frame stands in, counted in ``inexact``).
+    ``clips`` also sees every frame and gives each shot its clips.
     """
 
     def __init__(
@@ -140,6 +145,7 @@ class KeyframeCollector:
         *,
         prepare: Callable[[np.ndarray], np.ndarray] | None = None,
         rewind: Rewind | None = None,
+        clips: ClipCollector | None = None,
     ):
         self.size = size
         self.turns = 0  # quarter turns counter-clockwise that show a frame upright
@@ -148,6 +154,7 @@ class KeyframeCollector:
         self.on_shot = on_shot
         self.prepare = prepare
         self.rewind = rewind
+        self.clips = clips
         self.cuts: set[int] = set()
         self.shots: list[Shot] = []
         self.starts: dict[int, Fraction] = {}  # shot start frame -> presentation time
@@ -169,6 +176,8 @@ class KeyframeCollector:
     def turn(self, turns: int, size: tuple[int, int]) -> None:
         """Keyframes are scaled to ``size`` (coded orientation), then turned upright."""
         self.turns, self.size = turns, size
+        if self.clips is not None:
+            self.clips.turn(turns)
 
     def add_cut(self, frame: int) -> None:
         if frame <= 0 or frame in self.cuts:
@@ -196,6 +205,9 @@ class KeyframeCollector:
             self._held.popleft()
         if len(self._held) < self._capacity:
             self._held.append(item)
+        if self.clips is not None:
+            with self.stages.time("keyframes", 0):
+                self.clips.push(j, decoded.frame)
         if j + 1 in self.cuts:
             self._close(j + 1)
             self._open = False
@@ -222,10 +234,14 @@ class KeyframeCollector:
         chosen = [self._frame(i, end) for i in keyframe_indices(self._start, end)]
         shot = Shot(len(self.shots), self._start, end, tuple(f.index for f in chosen))
         self.shots.append(shot)
+        clips = None
+        if self.clips is not None:
+            with self.stages.time("keyframes", 0):
+                clips = self.clips.close(end)
         if self.on_shot:
             with self.stages.time("keyframes"):
                 images = np.stack([self._image(f) for f in chosen])
-            self.on_shot(ShotKeyframes(shot, images))
+            self.on_shot(ShotKeyframes(shot, images, clips))
 
     def _image(self, frame: _Frame) -> np.ndarray:
         import numpy as np

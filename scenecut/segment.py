@@ -44,7 +44,8 @@ from scenecut.result import (
     pick_boundaries,
     scenes_from_boundaries,
 )
-from scenecut.shots import check_detector
+from scenecut.shotclips import ClipCollector
+from scenecut.shots import check_detector, detect_shots
 from scenecut.video import probe
 
 if TYPE_CHECKING:
@@ -162,12 +163,16 @@ def segment(
 
     pending: list[np.ndarray] = []
     embedder = _Embedder(scorer, stages, progress=progress)
+    # A clip encoder (``models.clipshots``) embeds clips taken inside each shot, not keyframes.
+    spec = getattr(scorer, "clip_spec", None)
+    clips = None if spec is None else ClipCollector(spec)
+    batch_shots = getattr(scorer, "batch_shots", EMBED_SHOTS)
     # A scorer that weighs transitions and sound asks for them (``scenecut.evidence``).
     evidence = Evidence() if getattr(scorer, "wants_evidence", False) else None
 
     def on_shot(item) -> None:
-        pending.append(item.images)
-        if len(pending) >= EMBED_SHOTS:
+        pending.append(item.images if clips is None else item.clips)
+        if len(pending) >= batch_shots:
             embedder.submit(pending[:])
             pending.clear()
 
@@ -175,22 +180,26 @@ def segment(
         if progress:
             progress("decode", done, total)
 
+    if clips is not None and options.decode_workers:
+        log.info("%s: clips are taken in the single decode pass; --decode-workers ignored", path)
+    detect = dict(
+        detector=options.detector,
+        threshold=options.detector_threshold,
+        min_shot_seconds=options.min_shot_seconds,
+        keyframe_height=scorer.keyframe_height,
+        # A learned model prepares its own input from the full-size frame (its resize and
+        # crop); the training-free encoders take small keyframes (a clip encoder: unused).
+        prepare=getattr(scorer, "prepare", None) if clips is None else None,
+        on_shot=on_shot,
+        progress=on_frames,
+        stages=stages,
+        evidence=evidence,
+    )
     try:
-        detection = detect_shots_parallel(
-            Path(path),
-            workers=options.decode_workers,
-            detector=options.detector,
-            threshold=options.detector_threshold,
-            min_shot_seconds=options.min_shot_seconds,
-            keyframe_height=scorer.keyframe_height,
-            # A learned model prepares its own input from the full-size frame (its resize and
-            # crop); the training-free encoders take small keyframes.
-            prepare=getattr(scorer, "prepare", None),
-            on_shot=on_shot,
-            progress=on_frames,
-            stages=stages,
-            evidence=evidence,
-        )
+        if clips is None:
+            detection = detect_shots_parallel(Path(path), workers=options.decode_workers, **detect)
+        else:  # the chunked decode keeps no clips: a clip encoder takes the single pass
+            detection = detect_shots(Path(path), clips=clips, **detect)
         if pending:
             embedder.submit(pending)
         embeddings = embedder.finish()

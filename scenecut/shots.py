@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     import av
     import numpy as np
 
+    from scenecut.shotclips import ClipCollector
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -150,6 +152,7 @@ def detect_shots(
     progress: Callable[[int, int], None] | None = None,
     stages: Stages | None = None,
     evidence: Evidence | None = None,
+    clips: ClipCollector | None = None,
 ) -> ShotDetection:
     """Decode ``path`` once: detect shot cuts and hand each finished shot's keyframes to
     ``on_shot`` (in shot order, as soon as the shot is known to be complete).
@@ -161,6 +164,7 @@ def detect_shots(
     ``stages`` collects busy seconds per stage (decode, downscale, detect, keyframes).
     ``evidence`` (``scenecut.evidence``) collects, in the same pass, each frame's luma and
     contrast from the detector's image and the audio stream's features.
+    ``clips`` (``scenecut.shotclips``) also takes each shot's clips, handed on with its keyframes.
     """
     import time
 
@@ -177,7 +181,7 @@ def detect_shots(
     kf_w, kf_h = scaled_size(probe.width, probe.height, keyframe_height)
     stages = stages if stages is not None else Stages()
     collector = KeyframeCollector(
-        (kf_w, kf_h), probe.fps, on_shot, stages, prepare=prepare, rewind=Rewind(path)
+        (kf_w, kf_h), probe.fps, on_shot, stages, prepare=prepare, rewind=Rewind(path), clips=clips
     )
 
     ring: deque[DecodedFrame] = deque()

@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from scenecut.cli import batch, config, data, evaluate, export, train, weights
+from scenecut.cli import batch, config, data, evaluate, export, retrieval, train, weights
 from scenecut.cli import segment as segment_cli
 from scenecut.cli.console import bug_message, error, log_warnings_to_stderr, stderr
 from scenecut.errors import ScenecutError
@@ -43,6 +43,7 @@ app.command("batch")(batch.batch)
 app.command("export")(export.export)
 app.command("report")(segment_cli.report)
 app.command("eval")(evaluate.eval_video)
+app.command("eval-retrieval", hidden=True)(retrieval.eval_retrieval)  # `eval retrieval`
 app.command("config")(config.show_config)
 app.add_typer(weights.app, name="weights")
 app.add_typer(data.app, name="data")
@@ -108,7 +109,7 @@ def main() -> None:
             signal.signal(signum, _terminate)
     try:
         # Without standalone mode, click returns the exit code of typer.Exit instead of exiting.
-        code = app(standalone_mode=False)
+        code = app(args=retrieval.rewrite(sys.argv[1:]), standalone_mode=False)
     except ScenecutError as exc:
         if debug:
             raise

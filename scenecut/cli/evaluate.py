@@ -97,6 +97,8 @@ def eval_video(
 
     Each paper's metrics as its own code computes them, under its name: BaSSL AP, F1, mIoU,
     Recall, Recall@3s (the last three also LGSS's); LGSS mAP; SCRL AP and F1. JSON on stdout.
+
+    `scenecut eval retrieval --help`: a clip encoder's video retrieval on UCF101 / HMDB51.
     """
     settings = current_settings(ctx)
     model = model or settings.model

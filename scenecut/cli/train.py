@@ -37,6 +37,7 @@ from scenecut.models.config import ENCODERS
 from scenecut.settings import Settings
 from scenecut.train.config import (
     CHECKPOINT,
+    CLIP_ENCODERS,
     METHODS,
     TrainConfig,
     check_run_folder,
@@ -45,11 +46,13 @@ from scenecut.train.config import (
 from scenecut.train.fusion import train_fusion
 
 app = typer.Typer(
-    help="Train the models: pretrain (BaSSL, SimCLR, ShotCoL, SCRL), extract, finetune.",
+    help="Train the models: pretrain (BaSSL, SimCLR, ShotCoL, SCRL, Saccade-VSSL), extract, "
+    "finetune, probe.",
     no_args_is_help=True,
 )
 
 _ENCODERS = ", ".join(f"{name} ({note})" if note else name for name, note in ENCODERS.items())
+_ENCODERS += f"; saccade: {', '.join(CLIP_ENCODERS)}"
 Gpus = Annotated[
     int, typer.Option(help="GPUs on this node (one process each, NCCL).", min=0, max=1024)
 ]
@@ -230,8 +233,9 @@ def pretrain(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Self-supervised pre-training; writes OUT/model.safetensors (encoder and CRN).
-    --data may also be an SCRL puzzles folder."""
+    """Self-supervised pre-training; writes OUT/model.safetensors (encoder and CRN; the clip
+    encoder for saccade). --data may also be an SCRL puzzles folder, and is a UCF101/HMDB51-style
+    tree for saccade."""
     given = dict(
         data=_text(data), out=_text(out), method=method, encoder=encoder, init=init, epochs=epochs,
         batch_size=batch_size, micro_batch=micro_batch, lr=lr, workers=workers,
@@ -329,6 +333,63 @@ def finetune(
         batch_size=batch_size, lr=lr, workers=workers, max_steps=max_steps,
     )  # fmt: skip
     _train(ctx, "finetune", given, config_file, sets, gpus, procs, nodes, node_rank, master_addr,
+           master_port, resume, overwrite, quiet)  # fmt: skip
+
+
+@app.command()
+def probe(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="The pre-trained clip encoder (a saccade model or the reference's .pth); "
+            "leave out, or random:BACKBONE, for a randomly initialised one (the baseline)."
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="A UCF101/HMDB51-style tree: jpegs_256/, split/ [default: settings].",
+            show_default=False,
+        ),
+    ] = None,
+    out: RunFolder = None,
+    head: Annotated[
+        str, typer.Option(help="linear (a linear probe) or full (fine-tune the whole network).")
+    ] = "linear",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="reference (downstream.py: raw inputs, BN adapting, test jitter, "
+            "best epoch by test accuracy) or clean (normalised inputs, frozen BN, "
+            "best epoch by a validation split carved from train)."
+        ),
+    ] = "reference",
+    fold: Annotated[int, typer.Option(help="The split lists' number (trainlist0N).", min=1)] = 1,
+    epochs: Annotated[int | None, typer.Option(help="[default: 199]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="[default: 32]")] = None,
+    lr: Annotated[float | None, typer.Option(help="[default: 0.1]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Loader processes per trainer.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    config_file: ConfigFile = None,
+    sets: Sets = None,
+    gpus: Gpus = 0,
+    procs: Procs = 1,
+    nodes: Nodes = 1,
+    node_rank: NodeRank = 0,
+    master_addr: Addr = "127.0.0.1",
+    master_port: Port = 29500,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Action recognition on a clip encoder (SACCADE.md section 7): a linear probe or full
+    fine-tuning on the train split; prints the test split's top-1 (OUT/test.json)."""
+    given = dict(
+        data=_text(data), init=model, out=_text(out), head=head, protocol=protocol, fold=fold,
+        epochs=epochs, batch_size=batch_size, lr=lr, workers=workers, max_steps=max_steps,
+    )  # fmt: skip
+    _train(ctx, "probe", given, config_file, sets, gpus, procs, nodes, node_rank, master_addr,
            master_port, resume, overwrite, quiet)  # fmt: skip
 
 

@@ -59,7 +59,8 @@ def weights_import(
         list[Path],
         typer.Argument(
             help="An official checkpoint: BaSSL Lightning .ckpt (or its .tar.gz), ModelScope "
-            ".pt, SCRL .pth.tar, torchvision .pth; or a scenecut .safetensors file. Several "
+            ".pt, SCRL .pth.tar, torchvision .pth, Saccade-VSSL .pth; or a scenecut .safetensors "
+            "file. Several "
             "files holding different parts make one model (SCRL: encoder and BiLSTM head)."
         ),
     ],
@@ -73,6 +74,8 @@ def weights_import(
     typer.echo(str(done.path))
     head = "head_sbd" in done.parts or "lstm_head" in done.parts
     usable = "scores boundaries" if head and "shot_encoder" in done.parts else "for training"
+    if "clip_encoder" in done.parts:
+        usable = "a shot encoder for segment, and for eval retrieval and train probe"
     stderr().print(
         f"{name}: {done.source} checkpoint, {done.encoder} with {', '.join(done.parts)}; {usable}"
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from scenecut.data import actions
 from scenecut.data.tree import KEYFRAME_HEIGHT, LABELS_DIR, SPLITS, Tree, read_tree
 from scenecut.data.writer import (
     MovieEntry,
@@ -21,8 +23,8 @@ from scenecut.data.writer import (
 from scenecut.errors import InputError, ScenecutError, UsageError
 from scenecut.files import atomic_write, write_json
 from scenecut.output.readers import read_scene_starts
-from scenecut.shots import check_detector, detect_shots
-from scenecut.video import probe
+from scenecut.shots import check_detector, detect_shots, rotation_turns
+from scenecut.video import decode, probe
 
 # --- reading a tree --------------------------------------------------------------------------
 
@@ -46,6 +48,7 @@ class IngestedVideo:
     shots: int = 0
     boundaries: int | None = None  # labelled scene boundaries; None when unlabelled
     error: str | None = None
+    frames: int = 0  # frames written (``--layout actions``)
 
 
 @dataclass(frozen=True)
@@ -325,3 +328,169 @@ def _rewrite_annotations(root: Path, labelled_now: list[str], split: str) -> Tre
     splits[split] += [v for v in labelled_now if v in labelled]
     write_annotations(root, entries, splits)
     return read_tree(root)
+
+
+# --- the action-recognition layout (``--layout actions``) ------------------------------------
+
+
+def ingest_actions(
+    videos: Sequence[str | Path],
+    out: str | Path,
+    *,
+    split: str = "train",
+    quality: int = 90,
+    progress: IngestProgress | None = None,
+) -> IngestResult:
+    """Add videos to the UCF101-style tree at ``out`` (``scenecut.data.actions``), for
+    pre-training on one's own archive: every frame as ``jpegs_256/<id>/frame000001.jpg...``
+    with the shorter side scaled to 256 px (up or down, as twostreamfusion's frames are).
+
+    A video's class is the folder it is in (``archive/cooking/a.mp4``: class ``cooking``);
+    new classes are added to ``split/classInd.txt`` after the existing ones. Each video goes
+    into ``split/<split>list01.txt`` (``split``: train or test; out of the other list), as
+    ``Class/<id>.avi``: UCF101's form, which the reference's loader needs. Ids, resuming and
+    failures are as ``ingest``'s: a re-run skips the videos already complete, a frame folder
+    appears complete or not at all, and a video that fails is reported while the rest go in.
+    """
+    root = Path(out)
+    unique: dict[Path, Path] = {}
+    for video in videos:
+        unique.setdefault(Path(video).resolve(), Path(video))
+    paths = list(unique.values())
+    if not paths:
+        raise UsageError("no videos given")
+    if split not in actions.WHICH:
+        raise UsageError(f"--split must be train or test with --layout actions, got {split!r}")
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root} is not a directory; choose another --out")
+    if (root / "240P_frames").is_dir():
+        raise UsageError(f"{root} holds a MovieNet-style tree; ingest into another directory")
+    classes, problems = actions.read_class_index(root)
+    problems = [p for p in problems if p.kind != "missing_file"]
+    if problems:
+        raise InputError(
+            f"{root / problems[0].path}: {problems[0].message}; fix it or choose another --out"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    sources = _read_sources(root)
+    taken = set(sources) | set(actions.video_folders(root / actions.FRAMES_DIR))
+    by_source = {record.get("path"): vid for vid, record in sources.items()}
+    outcomes: list[IngestedVideo] = []
+    done: dict[str, str] = {}  # video id -> class, for the lists
+    try:
+        for path in paths:
+            video_id = by_source.get(str(path.resolve()))
+            if video_id is None:
+                base = video_id = sanitize_id(path.stem)
+                k = 2
+                while video_id in taken:
+                    video_id, k = f"{base}_{k}", k + 1
+                taken.add(video_id)
+            record = _source_record(path)
+            changed = sources.get(video_id, record) != record
+            sources[video_id] = record
+            write_json(root / SOURCES_FILE, sources)
+            class_name = sanitize_id(path.resolve().parent.name)
+            try:
+                outcome = _ingest_frames(root, path, video_id, changed, quality, progress)
+            except ScenecutError as exc:
+                log.debug("ingest of %s failed", path, exc_info=True)
+                outcome = IngestedVideo(path, video_id, "failed", error=str(exc))
+            outcomes.append(outcome)
+            if outcome.status != "failed":
+                done[video_id] = class_name
+    finally:
+        # Also after an interrupt: the lists then name the videos finished so far.
+        splits = _write_action_lists(root, classes, done, split)
+    folders = len(actions.video_folders(root / actions.FRAMES_DIR))
+    return IngestResult(root, outcomes, folders, splits)
+
+
+def _ingest_frames(
+    root: Path,
+    path: Path,
+    video_id: str,
+    changed: bool,
+    quality: int,
+    progress: IngestProgress | None,
+) -> IngestedVideo:
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    final = root / actions.FRAMES_DIR / video_id
+    if final.is_dir() and not changed:
+        return IngestedVideo(path, video_id, "skipped", frames=len(actions.frame_files(final)))
+    partial = root / actions.FRAMES_DIR / f".{video_id}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        info, frames = decode(path)
+        size = turns = None
+        count = 0
+        for item in frames:
+            if size is None:
+                turns = rotation_turns(item.frame)
+                size = _actions_size(info.width, info.height, turns)
+            image = item.frame.reformat(
+                width=size[0], height=size[1], format="rgb24", interpolation="BICUBIC"
+            ).to_ndarray()
+            if turns:
+                image = np.ascontiguousarray(np.rot90(image, turns))
+            count += 1
+            Image.fromarray(image).save(partial / actions.FRAME_NAME.format(count), quality=quality)
+            if progress and count % 25 == 0:
+                progress(video_id, count, info.frame_count_estimate)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return IngestedVideo(path, video_id, "written", frames=count)
+
+
+def _actions_size(width: int, height: int, turns: int) -> tuple[int, int]:
+    """The decoded (coded-orientation) size whose upright shorter side is 256 px."""
+    upright = (height, width) if turns % 2 else (width, height)
+    short = min(upright)
+    w, h = (max(1, round(v * actions.FRAME_SIDE / short)) for v in upright)
+    return (h, w) if turns % 2 else (w, h)
+
+
+def _write_action_lists(
+    root: Path, classes: list[str], videos: dict[str, str], split: str
+) -> dict[str, int]:
+    """classInd.txt with the new classes appended; ``videos`` moved into ``split``'s list."""
+    for name in videos.values():
+        if name not in classes:
+            classes.append(name)
+    if videos:
+        text = "".join(f"{i + 1} {name}\n" for i, name in enumerate(classes))
+        atomic_write(root / actions.CLASS_FILE, text, overwrite=True)
+    index = {name: i + 1 for i, name in enumerate(classes)}
+    counts = {}
+    for which in actions.WHICH:
+        path = root / actions.SPLIT_DIR / actions.list_name(which, 1)
+        lines = []
+        if path.is_file():
+            lines = actions.read_text_limited(path, actions.MAX_LIST_BYTES, "a list").splitlines()
+        kept = [line for line in lines if _listed_video(line) not in videos]
+        if which == split:
+            for video_id, name in videos.items():
+                label = f" {index[name]}" if which == "train" else ""
+                kept.append(f"{name}/{video_id}.avi{label}")
+        if videos and (kept != lines or not path.is_file()):
+            text = "".join(f"{line}\n" for line in kept)
+            atomic_write(path, text.encode("utf-8", "surrogateescape"), overwrite=True)
+        counts[which] = sum(1 for line in kept if line.strip())
+    return counts
+
+
+def _listed_video(line: str) -> str | None:
+    parts = line.split()
+    folders = parts[0].split("/") if parts else []
+    return os.path.splitext(folders[1])[0] if len(folders) == 2 else None

@@ -255,6 +255,8 @@ class BaSSL(nn.Module):
         super().__init__()
         if config.encoder not in ENCODERS:
             raise InputError(f"unknown encoder {config.encoder!r}; known: {', '.join(ENCODERS)}")
+        if config.encoder == "clip":  # its model is a clip model and a head (models.clipshots)
+            raise InputError("a clip model's features have no BaSSL shot encoder")
         channels = 3 * config.keyframes if config.encoder == "resnet50-9ch" else 3
         if config.encoder == "tiny":
             self.shot_encoder = TinyEncoder(config.crn.input_dim, channels)

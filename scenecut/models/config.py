@@ -18,6 +18,7 @@ ENCODERS = {
     "resnet50-9ch": "SCRL",
     "effnet-lite0": "offline ImageNet weights",
     "tiny": "tests",
+    "clip": "features of a clip model (train extract --encoder CLIP.safetensors)",
 }
 
 

@@ -161,6 +161,8 @@ def import_weights(
         raise WeightsError(f"imported weights {name!r} exist ({dest}); pass --overwrite")
     from scenecut.models.checkpoints import load_state, read_any, save_state
 
+    if len(paths) == 1 and (clip := _clip_model(Path(paths[0]), dest)) is not None:
+        return ImportedWeights(name, dest, *clip)
     read = [(Path(p), *read_any(p)) for p in paths]
     state, config = merge_parts([(path, s, c) for path, s, c, _ in read])
     make_cache_dir(dest.parent)
@@ -173,6 +175,24 @@ def import_weights(
             raise InputError(f"these files do not make one model: {exc}") from None
     sources = "+".join(dict.fromkeys(source for *_, source in read))
     return ImportedWeights(name, dest, sources, parts, config.encoder)
+
+
+def _clip_model(path: Path, dest: Path) -> tuple[str, tuple[str, ...], str] | None:
+    """A Saccade-VSSL clip encoder (the reference's ``.pth`` or our file) written to ``dest``:
+    (source, parts, backbone); None when ``path`` is another kind of checkpoint."""
+    from scenecut.models import saccade
+
+    ours = saccade.is_clip_model(path)
+    if not ours and (path.suffix.lower() != ".pth" or not saccade.may_be_reference(path)):
+        return None  # .pth.tar (SCRL), .ckpt, archives, torchvision's .pth: not read twice
+    source = "scenecut" if ours else "saccade-vssl"
+    try:
+        net, config = saccade.load_model(path)
+    except saccade.NotReference:
+        return None
+    make_cache_dir(dest.parent)
+    saccade.save_model(net, config, dest)
+    return source, ("clip_encoder",), config.backbone
 
 
 # What a shot encoder's file decides in a model's configuration; the rest (the boundary head's

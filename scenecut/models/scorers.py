@@ -4,7 +4,8 @@ A *scorer* pairs a shot encoder with a boundary scorer: per-shot embeddings in, 
 scene-boundary score per shot gap out. ``fused`` (the default), ``classic`` and
 ``effnet-lite0`` need no download (the overlapping-links scorer of ``scenecut.models.links``;
 ``fused`` adds transitions and sound, ``scenecut.models.fusion``); a checkpoint runs BaSSL's CRN
-instead.
+instead, and a clip model (Saccade-VSSL) embeds clips of each shot for the overlapping-links
+scorer (``scenecut.models.clipshots``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def model_help() -> str:
     offline = ", ".join(f"{name} ({what})" for name, what in OFFLINE.items())
     return (
         f"Boundary model: auto (best installed; never downloads), {offline}, a weights name "
-        "(bassl: downloaded on first use), an imported name or a checkpoint path."
+        "(bassl: downloaded on first use), an imported name, a checkpoint path or a clip "
+        "model (Saccade-VSSL) path."
     )
 
 
@@ -72,7 +74,8 @@ def choose_model(
     progress: hub.Progress | None = None,
     notice: hub.Notice | None = None,
 ) -> ModelChoice:
-    """Resolve ``--model``: ``auto``, ``classic``, ``effnet-lite0``, a weights name or a path.
+    """Resolve ``--model``: ``auto``, ``classic``, ``effnet-lite0``, a weights name or a path
+    (a checkpoint, a fusion file or a clip model: ``load_scorer`` tells them apart).
 
     A registered fine-tuned name not in the cache is downloaded now (``hub.download``, with
     ``progress`` and ``notice``) unless ``offline`` (default: ``$SCENECUT_OFFLINE``), as
@@ -142,6 +145,13 @@ def load_scorer(
         from scenecut.models.effnet import EfficientNetEncoder
 
         return CoherenceScorer(EfficientNetEncoder(**runtime), name="effnet-lite0")
+    from scenecut.models import clipshots
+    from scenecut.models.saccade import is_clip_model
+
+    if is_clip_model(choice.path):  # a pre-trained clip encoder: training-free links
+        return clipshots.ClipScorer.from_file(choice.path, name=choice.name, **runtime)
+    if clipshots.is_clip_boundary_file(choice.path):  # fine-tuned on its features
+        return clipshots.ClipBoundaryScorer.from_file(choice.path, name=choice.name, **runtime)
     from scenecut.models.inference import BaSSLScorer
 
     return BaSSLScorer.from_file(choice.path, name=choice.name, **runtime)

@@ -31,19 +31,26 @@ class _Shape(ValueError):
     """A field of an untrusted file has the wrong type or an impossible value."""
 
 
-def _read_text(path: Path, what: str) -> str:
-    """The file's text (UTF-8, a byte-order mark allowed), at most ``MAX_BYTES`` of it."""
+def read_bytes(path: Path, limit: int, what: str) -> bytes:
+    """The file's bytes, at most ``limit``; one clear ``InputError`` for a file that is missing,
+    a folder, unreadable or larger."""
     try:
         with path.open("rb") as f:
-            data = f.read(MAX_BYTES + 1)
+            data = f.read(limit + 1)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not {what}") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from exc
-    if len(data) > MAX_BYTES:
-        raise InputError(f"{path}: over {MAX_BYTES // 2**20} MiB, too large for {what}")
+    if len(data) > limit:
+        raise InputError(f"{path}: over {limit // 2**20} MiB, too large for {what}")
+    return data
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The file's text (UTF-8, a byte-order mark allowed), at most ``MAX_BYTES`` of it."""
+    data = read_bytes(path, MAX_BYTES, what)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -26,7 +26,9 @@ CONFIG = "config.json"
 SCHEDULES = "cosine, quarter-cosine, constant or steps-E1-E2..."
 _SCHEDULE = re.compile(r"cosine|quarter-cosine|constant|steps(-\d+)+")
 
-METHODS = ("bassl", "instance", "temporal", "shotcol", "bassl+shotcol", "scrl")
+METHODS = ("bassl", "instance", "temporal", "shotcol", "bassl+shotcol", "scrl", "saccade")
+TASKS = ("finetune", "pretrain", "probe")
+CLIP_ENCODERS = ("r3d10", "r21d10", "r3d18", "r2plus1d18", "tiny", "small")  # Saccade-VSSL
 BASSL_TASKS = ("ssm", "cgm", "pp", "msm")
 
 
@@ -39,15 +41,17 @@ class TrainConfig:
     """One training run. Defaults are BaSSL's fine-tuning settings; ``defaults_for`` gives each
     task's paper settings. Every field can be set from a TOML/YAML file or ``--set key=value``."""
 
-    task: str = "finetune"  # finetune | pretrain
-    data: str = ""  # MovieNet-style tree
+    task: str = "finetune"  # finetune | pretrain | probe (action labels: linear probe, fine-tune)
+    data: str = ""  # MovieNet-style tree (Saccade-VSSL and probe: a UCF101/HMDB51-style tree)
     out: str = ""  # run folder
     features: str = ""  # finetune: folder written by `extract`
     init: str = ""  # pretrain: encoder weights to start from (name or path); "" = random
     head: str = "crn"  # finetune: crn (BaSSL) | lstm (SCRL's downstream protocol)
     seq_len: int = 40  # finetune with the lstm head: clip length (a multiple of 4)
-    method: str = "bassl"  # pretrain: bassl | instance | temporal | shotcol | bassl+shotcol | scrl
-    encoder: str = "resnet50"  # pretrain: resnet50 | resnet50-9ch | effnet-lite0 | tiny
+    method: str = "bassl"  # pretrain: one of METHODS
+    encoder: str = (
+        "resnet50"  # pretrain: resnet50 | resnet50-9ch | effnet-lite0 | tiny | CLIP_ENCODERS
+    )
     model: dict = field(default_factory=dict)  # ModelConfig / CRNConfig overrides ("crn.x": v)
     pretext: dict = field(default_factory=dict)  # PretrainConfig overrides
     train_split: str = "train"
@@ -63,6 +67,12 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup: float = 0.0  # share of all steps with a linear warm-up
     schedule: str = "cosine"  # cosine (per step) | quarter-cosine (SCRL, per epoch) | constant
+    lr_decay: float = 0.1  # the factor at each epoch of a steps-E1-E2... schedule
+    fold: int = 1  # action trees (UCF101 / HMDB51): the split list trainlist0N / testlist0N
+    # probe: "reference" reproduces downstream.py (raw [0, 1] inputs, BN statistics adapting,
+    # colour jitter at test time, the epoch kept by test accuracy); "clean" normalises inputs
+    # as in pre-training, freezes BN, keeps the epoch by a validation split carved from train
+    protocol: str = "reference"
     workers: int = 4  # data-loading processes per training process
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 with loss scaling)
     seed: int = 0
@@ -122,6 +132,27 @@ class PretrainConfig:
     # torchvision ResNet-50 ImageNet weights (a path or a weights name) loaded into the
     # query/key encoders except conv1 and fc; None trains from scratch (SCRL's "without" yaml)
     imagenet_weights: str | None = None
+    # Saccade-VSSL (SACCADE.md sections 2-5; the README's values)
+    nce_k: int = 1024  # memory-bank negatives per clip
+    nce_t: float = 0.07
+    nce_m: float = 0.5  # memory momentum
+    ppm_loss: str = "l1"  # l1 | l2 | cos
+    nce_weight: float = 1.0
+    ppm_weight: float = 1.0
+    proto_weight: float = 1.0
+    num_clusters: str = "1500,1500,1500"  # k of each k-means ("" = no prototype loss)
+    cluster_from: int = -1  # first epoch that may cluster; -1 = epochs - 59 (241 of 300)
+    cluster_every: int = 5
+    lr_ratio: float = 0.001  # the embedding head's learning rate, relative
+    focus_num: int = 3  # fixations per video (x2 clips)
+    grid: int = 7
+    dedup: bool = True
+    margin: int = 12  # focus mask margin (rows)
+    fixations: str = "scanpath"  # scanpath (random where a video has none) | random
+    # the reference's quirks (SACCADE.md section 9), reproduced by default; false corrects
+    mask_flip: bool = True  # the focus mask is flipped independently of its clip
+    mask_jitter: bool = True  # the mask goes through the clip's blur and colour jitter
+    test_jitter: bool = True  # colour jitter (p 0.3) on the cluster-feature clips
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -139,6 +170,51 @@ class PretrainConfig:
             raise UsageError("clusters and queue_size must be positive")
         if self.method in ("bassl", "bassl+shotcol") and not self.tasks:
             raise UsageError("enable at least one of the BaSSL tasks ssm, cgm, pp, msm")
+        if self.method == "saccade":
+            self._check_saccade()
+
+    def _check_saccade(self) -> None:
+        if self.ppm_loss not in ("l1", "l2", "cos"):
+            raise UsageError(f"pretext.ppm_loss must be l1, l2 or cos, not {self.ppm_loss!r}")
+        if self.fixations not in ("scanpath", "random"):
+            raise UsageError(
+                f"pretext.fixations must be scanpath or random, not {self.fixations!r}"
+            )
+        for name in ("nce_k", "cluster_every", "focus_num", "grid"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"pretext.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.nce_t < math.inf or not 0 <= self.nce_m < 1:
+            raise UsageError("pretext.nce_t must be positive and pretext.nce_m in [0, 1)")
+        if self.margin < 0 or self.lr_ratio < 0:
+            raise UsageError("pretext.margin and pretext.lr_ratio must be 0 or more")
+        self.clusters_k  # noqa: B018 (checks the list)
+
+    @property
+    def clusters_k(self) -> tuple[int, ...]:
+        """Saccade-VSSL's k of each k-means run (``num_clusters``)."""
+        try:
+            ks = tuple(int(k) for k in self.num_clusters.replace(" ", "").split(",") if k)
+        except ValueError:
+            ks = (0,)
+        if any(k < 2 for k in ks):
+            raise UsageError(
+                f"pretext.num_clusters must be whole numbers >= 2 separated by commas, "
+                f"got {self.num_clusters!r}"
+            )
+        return ks
+
+    def cluster_start(self, epochs: int) -> int:
+        """The first epoch that may cluster: ``cluster_from``, or the reference's ``epochs -
+        59`` (241 of R3D's 300 epochs, 301 of R(2+1)D's 360)."""
+        return self.cluster_from if self.cluster_from >= 0 else max(1, epochs - 59)
+
+    def clusters_at(self, epoch: int, epochs: int) -> bool:
+        """Whether the prototypes are (re)computed at the start of ``epoch`` (spec 4.3)."""
+        return (
+            bool(self.clusters_k)
+            and self.cluster_start(epochs) <= epoch < epochs
+            and epoch % self.cluster_every == 0
+        )
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -167,13 +243,26 @@ class PretrainConfig:
 
 
 def defaults_for(
-    task: str, method: str = "bassl", head: str = "crn", init: str = ""
+    task: str, method: str = "bassl", head: str = "crn", init: str = "", encoder: str = ""
 ) -> dict[str, Any]:
     """The papers' settings (REFERENCE.md sections 2.5, 3.3, 4.2, 4.5).
 
     BaSSL scales its learning rate with the batch (``base_lr`` per 256 items); SCRL and the
     BiLSTM protocol give theirs for their own batch, unscaled (``lr``).
     """
+    if task == "probe":  # Saccade-VSSL's downstream.py (SACCADE.md section 7)
+        return dict(
+            epochs=199, batch_size=32, optimizer="sgd", lr=0.1, weight_decay=5e-4,
+            schedule="steps-60-120-160", lr_decay=0.1, head="linear", encoder="",
+            seed=42 if head == "linear" else 632, image_size=112,
+        )  # fmt: skip
+    if method == "saccade":  # the README's R3D / R(2+1)D commands (SACCADE.md section 5)
+        r21d = encoder == "r21d10"
+        return dict(
+            epochs=360 if r21d else 300, batch_size=8 if r21d else 16, optimizer="sgd",
+            lr=0.1, weight_decay=1e-4, schedule="steps-90-180-240", lr_decay=0.2,
+            encoder=encoder or "r3d10", seed=632, image_size=112,
+        )  # fmt: skip
     if task == "finetune" and head == "lstm":  # SCRL / LGSS BiLSTM protocol
         return dict(
             epochs=200, batch_size=12, optimizer="sgd", lr=0.1, weight_decay=1e-4,
@@ -215,8 +304,9 @@ def make_config(
         # a text setting keeps its text as given (a split or path named 2019 stays "2019")
         _set_path(values, key, text if types.get(key) == "str" else _parse_value(text))
     method = values.get("method", "bassl")
-    head = values.get("head", "crn")
-    defaults = defaults_for(task, method, head, values.get("init", ""))
+    head = values.get("head", "linear" if task == "probe" else "crn")
+    encoder = values.get("encoder", "")
+    defaults = defaults_for(task, method, head, values.get("init", ""), encoder)
     merged = {**defaults, **values, "task": task}
     if fallback is not None:
         merged.update(fallback(merged))
@@ -362,10 +452,19 @@ def _check_config(c: TrainConfig) -> None:
         raise UsageError("--data (a MovieNet-style tree) is required")
     if not c.out:
         raise UsageError("--out (the run folder) is required")
-    if c.task not in ("finetune", "pretrain"):
+    if c.task not in TASKS:
         raise UsageError(f"unknown task {c.task!r}")
-    if c.head not in ("crn", "lstm"):
-        raise UsageError(f"--head must be crn or lstm, not {c.head!r}")
+    heads = ("linear", "full") if c.task == "probe" else ("crn", "lstm")
+    if c.head not in heads:
+        raise UsageError(f"--head must be {' or '.join(heads)}, not {c.head!r}")
+    if c.method == "saccade" and c.task == "pretrain" and c.encoder not in CLIP_ENCODERS:
+        raise UsageError(f"--encoder for saccade must be one of {', '.join(CLIP_ENCODERS)}")
+    if c.protocol not in ("reference", "clean"):
+        raise UsageError(f"protocol must be reference or clean, not {c.protocol!r}")
+    if c.fold < 1:
+        raise UsageError(f"fold must be at least 1, got {c.fold}")
+    if not 0 < c.lr_decay <= 1:
+        raise UsageError(f"lr_decay must be in (0, 1], got {c.lr_decay}")
     if not _SCHEDULE.fullmatch(c.schedule):
         raise UsageError(f"schedule must be {SCHEDULES}, not {c.schedule!r}")
     if c.optimizer not in ("adam", "sgd", "lars"):

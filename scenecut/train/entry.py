@@ -7,6 +7,7 @@ import random
 
 import torch
 
+from scenecut.train.actions import probe_task
 from scenecut.train.config import TrainConfig
 from scenecut.train.features import extract
 from scenecut.train.finetune import finetune_task
@@ -28,7 +29,8 @@ def train_entry(config_json: str, on_log: Log | None = None, device: str = "auto
     dist = init_dist(device)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    task = finetune_task(config) if config.task == "finetune" else pretrain_task(config)
+    tasks = {"finetune": finetune_task, "pretrain": pretrain_task, "probe": probe_task}
+    task = tasks[config.task](config)
     try:
         done = fit(task, config, dist, on_log)
     finally:

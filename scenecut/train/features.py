@@ -5,6 +5,13 @@ encoder's output over the shot's 3 keyframes as BaSSL extracts them, or the 9-ch
 fusion for SCRL's encoder), ``features.json`` (the model configuration and where the features
 came from) and ``encoder.safetensors`` (the shot encoder, so that fine-tuning can write a
 complete model that ``scenecut segment --model`` runs on videos).
+
+A clip model (Saccade-VSSL, ``scenecut.models.saccade``) extracts too, although a tree holds 3
+keyframes per shot, not clips: the 3 keyframes are one clip, each repeated in order to fill
+``clip_len`` frames (``models.clipshots.keyframe_clip``, an approximation: no motion within a
+keyframe), and a shot's feature is that clip's embedding z. Its ``features.json`` says so
+(``clip``: the clip model's configuration, ``frames``: how the clips were made; ``config``: a
+``ModelConfig`` with encoder ``clip``) and ``encoder.safetensors`` is the clip model itself.
 """
 
 from __future__ import annotations
@@ -23,14 +30,21 @@ from scenecut.data.tree import read_tree
 from scenecut.errors import InputError, UsageError
 from scenecut.files import replacing, write_json
 from scenecut.models import bassl, checkpoints, effnet, hub
-from scenecut.models.config import ModelConfig
+from scenecut.models.clipshots import ClipShotEncoder
+from scenecut.models.config import CRNConfig, ModelConfig
 from scenecut.models.inference import encode_shots, normalize_film, prepare_image
 from scenecut.models.options import check_precision
 from scenecut.models.runner import Runner, normalize
+from scenecut.models.saccade import ClipConfig, SaccadeNet, is_clip_model, load_model, save_model
+from scenecut.shotclips import square
 from scenecut.train.datasets import FilmShots
 
 META = "features.json"
 ENCODER = "encoder.safetensors"
+CLIP_FRAMES = (
+    "3 keyframes per shot as one clip, each repeated in order to fill clip_len frames "
+    "(an approximation of a clip: no motion within a keyframe)"
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,30 +113,21 @@ def extract(
             f"got {batch_shots} and {workers}"
         )
     tree = read_tree(tree_root)
-    config, state = load_encoder(encoder)
-    net = bassl.build(config)
-    shot_encoder = net.shot_encoder
-    shot_encoder.load_state_dict(
-        {k[len("shot_encoder.") :]: v for k, v in state.items() if k.startswith("shot_encoder.")}
-    )
     device = torch.device(device)
-    runner = Runner(
-        shot_encoder,
-        device=device,
-        precision=precision,
-        batch_images=batch_shots * config.keyframes,
-        channels_last=config.encoder != "tiny",
-    )
+    clip = clip_model_path(encoder)
+    if clip is None:
+        extractor = _ShotEncoder(encoder, device, precision, batch_shots)
+    else:
+        extractor = _ClipEncoder(clip, device, precision, batch_shots)
+    config = extractor.config
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
-        encoder_state = {k: v for k, v in state.items() if k.startswith(("shot_encoder.", "crn."))}
-        checkpoints.save_state(encoder_state, config, out / ENCODER)
+        extra = extractor.save(out / ENCODER)
         meta = {"encoder": encoder, "config": json.loads(config.to_json()), "tree": str(tree_root)}
-        write_json(out / META, meta)
+        write_json(out / META, {**meta, **extra})
     movies = tree.split(split)[rank::world]
     written, skipped, shots, start = [], [], 0, time.perf_counter()
-    transform = ImageTransform(config)
-    fused = config.encoder == "resnet50-9ch"  # SCRL's early fusion of the 3 keyframes
+    transform = extractor.transform
     for done, movie in enumerate(movies):
         target = out / f"{movie.video_id}.npy"
         if _complete(target, movie.num_shots):
@@ -133,8 +138,7 @@ def extract(
         feats = []
         with torch.inference_mode():
             for batch in loader:  # images: [b, 3 keyframes, C, H, W]
-                x = batch["images"].to(device)
-                feats.append(encode_shots(runner, x, fused))
+                feats.append(extractor.encode(batch["images"]))
         array = torch.cat(feats).numpy().astype(np.float32)
         with replacing(target) as tmp, open(tmp, "wb") as f:
             np.save(f, array)
@@ -143,6 +147,89 @@ def extract(
         if progress:
             progress(done + 1, len(movies))
     return ExtractResult(out, written, skipped, shots, time.perf_counter() - start)
+
+
+def clip_model_path(spec: str) -> Path | None:
+    """The clip-model file ``spec`` names (``saccade.is_clip_model``), else None."""
+    if spec == "effnet-lite0":
+        return None
+    path = hub.resolve(spec)
+    return path if is_clip_model(path) else None
+
+
+def clip_feature_config(clip: ClipConfig) -> ModelConfig:
+    """The ``ModelConfig`` of a clip model's features: a CRN on ``embed_dim``-d shots."""
+    return ModelConfig(
+        encoder="clip",
+        crn=CRNConfig(input_dim=clip.embed_dim),
+        image_size=clip.size,
+        resize=clip.size,
+    )
+
+
+class _ShotEncoder:
+    """A BaSSL-family shot encoder on each shot's 3 keyframes (BaSSL's extraction)."""
+
+    def __init__(self, spec: str, device: torch.device, precision: str, batch_shots: int):
+        config, state = load_encoder(spec)
+        shot_encoder = bassl.build(config).shot_encoder
+        prefix = "shot_encoder."
+        shot_encoder.load_state_dict(
+            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
+        self.config, self.state, self.device = config, state, device
+        self.runner = Runner(
+            shot_encoder,
+            device=device,
+            precision=precision,
+            batch_images=batch_shots * config.keyframes,
+            channels_last=config.encoder != "tiny",
+        )
+        self.transform = ImageTransform(config)
+        self.fused = config.encoder == "resnet50-9ch"  # SCRL's early fusion of the 3 keyframes
+
+    def save(self, path: Path) -> dict:
+        state = {k: v for k, v in self.state.items() if k.startswith(("shot_encoder.", "crn."))}
+        checkpoints.save_state(state, self.config, path)
+        return {}
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return encode_shots(self.runner, images.to(self.device), self.fused)
+
+
+class KeyframeSquares:
+    """``[N, 3, H, W]`` uint8 keyframes -> ``[N, 3, size, size]`` uint8: each its clip frame
+    (``shotclips.square``), as ``segment`` makes a clip boundary model's keyframes
+    (picklable, for loader workers)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = images.permute(0, 2, 3, 1).numpy()
+        squares = np.stack([square(image, self.size) for image in pixels])
+        return torch.from_numpy(squares).permute(0, 3, 1, 2)
+
+
+class _ClipEncoder:
+    """A clip model on each shot's 3 keyframes made one clip (``CLIP_FRAMES``)."""
+
+    def __init__(self, path: Path, device: torch.device, precision: str, batch_shots: int):
+        net, clip = load_model(path, device=str(device))
+        self.net, self.clip, self.config = net, clip, clip_feature_config(clip)
+        self.shots = ClipShotEncoder(
+            net, device=str(device), precision=precision, batch_images=batch_shots
+        )
+        self.transform = KeyframeSquares(clip.size)
+
+    def save(self, path: Path) -> dict:
+        save_model(self.net, self.clip, path)
+        return {"clip": json.loads(self.clip.to_json()), "frames": CLIP_FRAMES}
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """``[b, 3, 3, S, S]`` uint8 squares -> ``[b, embed_dim]`` z."""
+        keyframes = images.permute(0, 1, 3, 4, 2).numpy()  # [b, 3, S, S, 3]
+        return torch.from_numpy(self.shots.embed(keyframes))
 
 
 def _complete(path: Path, shots: int) -> bool:
@@ -163,6 +250,7 @@ class FeatureSet:
     root: Path
     config: ModelConfig
     encoder: str
+    clip: ClipConfig | None = None  # the clip model that made them (``encoder.safetensors``)
 
     @classmethod
     def open(cls, root: str | Path) -> FeatureSet:
@@ -170,7 +258,9 @@ class FeatureSet:
         if not (root / META).is_file():
             raise InputError(f"{root} is not a feature folder (no {META}); run `train extract`")
         meta = json.loads((root / META).read_text())
-        return cls(root, ModelConfig.from_json(json.dumps(meta["config"])), meta["encoder"])
+        clip = meta.get("clip")
+        clip = None if clip is None else ClipConfig.from_json(json.dumps(clip))
+        return cls(root, ModelConfig.from_json(json.dumps(meta["config"])), meta["encoder"], clip)
 
     def film(self, video_id: str) -> np.ndarray:
         path = self.root / f"{video_id}.npy"
@@ -180,11 +270,20 @@ class FeatureSet:
 
     def encoder_state(self) -> dict[str, torch.Tensor]:
         """The extractor's weights, checked like any weights file (a damaged folder is an
-        ``InputError``, not a crash)."""
+        ``InputError``, not a crash); none for a clip model's features (``clip_encoder``)."""
         path = self.root / ENCODER
         if not path.is_file():
             raise InputError(f"{path} is missing; run `scenecut train extract` again")
+        if self.clip is not None:
+            return {}
         return checkpoints.load_state(path)[0]
+
+    def clip_encoder(self) -> SaccadeNet:
+        """The clip model that made these features (checked as any clip-model file)."""
+        net, config = load_model(self.root / ENCODER)
+        if config != self.clip:
+            raise InputError(f"{self.root / ENCODER} is not the clip model {META} names")
+        return net
 
 
 class FeatureWindows(Dataset):

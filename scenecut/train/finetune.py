@@ -14,6 +14,7 @@ from scenecut.data.tree import read_tree
 from scenecut.evaluate import Film, inclusive_spans, score_films
 from scenecut.models import bassl, checkpoints
 from scenecut.models.bassl import CRN, BiLSTMHead
+from scenecut.models.clipshots import save_clip_boundary
 from scenecut.models.inference import boundary_probs
 from scenecut.train.config import MODEL_FILE, TrainConfig, with_overrides
 from scenecut.train.features import FeatureClips, FeatureSet, FeatureWindows, check_features
@@ -134,6 +135,8 @@ def _head_task(config, module, dataset, features, encoder, tree, select: str) ->
         val = [m for m in tree.split(config.val_split) if m.labels is not None and m.num_shots > 1]
 
     def export(model: nn.Module, run: Path) -> Path:
+        if features.clip is not None:  # a clip model's features: it and the head, one file
+            return save_clip_boundary(features.clip_encoder(), model, run / MODEL_FILE)
         full = bassl.build(model.config)
         shot_encoder = {k: v for k, v in encoder.items() if k.startswith("shot_encoder.")}
         full.load_state_dict({**shot_encoder, **model.state_dict()}, strict=True)

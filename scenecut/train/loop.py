@@ -36,6 +36,7 @@ from scenecut.errors import InputError, OutputError, ScenecutError, UsageError
 from scenecut.files import replacing, write_json
 from scenecut.models import archives
 from scenecut.models.runner import autocast_dtype
+from scenecut.train import syncbn
 from scenecut.train.config import CHECKPOINT, CONFIG, METRICS, TrainConfig
 from scenecut.train.optim import build_optimizer
 
@@ -206,6 +207,9 @@ class Task:
     select: str | None = None  # validation metric to keep the best model by (higher = better)
     export: Callable[[nn.Module, Path], Path] | None = None  # final model file, rank 0
     after_step: Callable[[], None] | None = None
+    # every process, before each epoch's first step (also the epoch a resumed run continues),
+    # with the epoch and whether the run resumed into it: Saccade-VSSL's clustering
+    before_epoch: Callable[[int, bool], None] | None = None
     find_unused: bool = False
     param_groups: Callable[[nn.Module, TrainConfig], list[dict]] | None = None
 
@@ -265,9 +269,13 @@ def fit(task: Task, config: TrainConfig, dist: Dist, on_log: Log | None = None) 
             state["metrics"] = _size(run / METRICS)
             _save_checkpoint(run / CHECKPOINT, module, optimizer, scheduler, scaler, state, config)
 
+    resumed = state["step"] > 0
     with _StopOnSignal(dist) as stops, _together(dist):
         for epoch in range(state["epoch"], config.epochs):
             skip = state["batch"] * micro * accumulate
+            if task.before_epoch:
+                task.before_epoch(epoch, resumed)
+                resumed = False
             loader = _epoch_loader(dataset, sampler, epoch, skip, micro, task.collate, config, dist)
             module.train()
             started, seen, window = time.perf_counter(), 0, state["window"]
@@ -429,9 +437,13 @@ def _micro_batches(config: TrainConfig, dist: Dist) -> tuple[int, int]:
 
 
 def _on_device(module: nn.Module, dist: Dist) -> nn.Module:
+    """``module`` on the process's device; with several processes its BatchNorm layers take
+    statistics over all their batches (BaSSL and Saccade-VSSL train with SyncBatchNorm, which
+    has no CPU kernel: on gloo, ``syncbn.GatheredBatchNorm`` does the same)."""
     if dist.world > 1 and dist.device.type == "cuda":
-        # BaSSL trains with SyncBatchNorm; gloo on CPU has no such kernel (nor need: tests)
         module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    elif dist.world > 1:
+        module = syncbn.convert(module)
     return module.to(dist.device)
 
 

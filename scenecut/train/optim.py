@@ -55,7 +55,8 @@ def quarter_cosine(epoch: int, epochs: int) -> float:
 def schedule(config: TrainConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
     """``config.schedule`` as a factor of the peak learning rate per optimizer step:
     ``cosine`` (per step, after ``warmup``), ``quarter-cosine`` (SCRL, held within each epoch),
-    ``steps-E1-E2...`` (x0.1 at each listed epoch, SCRL's BiLSTM) or ``constant``."""
+    ``steps-E1-E2...`` (x ``lr_decay`` at each listed epoch: 0.1 SCRL's BiLSTM, 0.2
+    Saccade-VSSL) or ``constant``."""
     per_epoch = max(1, steps_per_epoch)
     if config.schedule == "constant":
         return lambda step: 1.0
@@ -63,7 +64,8 @@ def schedule(config: TrainConfig, total_steps: int, steps_per_epoch: int) -> Cal
         return lambda step: quarter_cosine(step // per_epoch, config.epochs)
     if config.schedule.startswith("steps-"):
         marks = [int(m) for m in config.schedule.split("-")[1:]]
-        return lambda step: 0.1 ** sum(step // per_epoch >= m for m in marks)
+        decay = config.lr_decay
+        return lambda step: decay ** sum(step // per_epoch >= m for m in marks)
     return warmup_cosine(int(config.warmup * total_steps), total_steps)
 
 

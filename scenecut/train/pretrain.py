@@ -32,6 +32,7 @@ from scenecut.train.datasets import (
 from scenecut.train.features import load_encoder
 from scenecut.train.loop import Task
 from scenecut.train.pretext import BaSSLObjective, Objective, check_model_config
+from scenecut.train.saccade import saccade_task
 from scenecut.train.scrl import PuzzleShots, SCRLObjective
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ def pretrain_model_config(config: TrainConfig):
 
 def pretrain_task(config: TrainConfig) -> Task:
     """The objective, its dataset and the model export of a pre-training run."""
+    if config.method == "saccade":
+        return saccade_task(config)
     model_config = pretrain_model_config(config)
     pcfg = pretrain_config(config, model_config.crn.neighbor_size)
     objective = build_objective(model_config, pcfg)
