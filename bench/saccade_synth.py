@@ -55,8 +55,8 @@ CORPUS = [
 ]  # fmt: skip
 ENCODER, SIZE, CLIP_LEN = "small", 32, 8
 PRETRAIN_SETS = [
-    f"image_size={SIZE}", f"model.clip_len={CLIP_LEN}", "schedule=cosine", "pretext.nce_k=256",
-    "pretext.num_clusters=8,8", "pretext.cluster_every=5",
+    f"image_size={SIZE}", f"model.clip_len={CLIP_LEN}", "schedule=constant", "pretext.nce_k=64",
+    "pretext.num_clusters=8,8", "pretext.cluster_every=4",
 ]  # fmt: skip
 
 
@@ -131,7 +131,7 @@ def probe(corpus: Path, model: Path, run: Path, head: str, epochs: int, seed: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated pre-training seeds")
-    parser.add_argument("--epochs", type=int, default=150, help="pre-training epochs")
+    parser.add_argument("--epochs", type=int, default=100, help="pre-training epochs")
     parser.add_argument("--probe-epochs", type=int, default=40)
     parser.add_argument("--workers", type=int, default=1, help="loader processes per step")
     parser.add_argument("--no-ablation", action="store_true", help="skip random fixations")

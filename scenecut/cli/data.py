@@ -418,7 +418,7 @@ def synth(
         int | None,
         typer.Option(
             help="--actions: draw every video's object texture and background from a pool of "
-            "this many shared ones, so only motion tells videos apart; 0: each its own "
+            "this many shared ones, so that appearance does not tell videos apart; 0: each its own "
             f"[default: {_corpus_default('textures', ActionSpec)}]."
         ),
     ] = None,
@@ -430,6 +430,13 @@ def synth(
             "ZoomOut, MoveSideways (left or right), Rotate (either way); 7-12 twice as fast.",
         ),
     ] = False,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            help="--actions: every motion this many times as fast (then at most 64/SPEED "
+            f"frames a video) [default: {_corpus_default('speed', ActionSpec)}]."
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Render every film again, whatever is there.")
     ] = False,
@@ -450,6 +457,7 @@ def synth(
         "--scanpaths": scanpaths or None,
         "--textures": textures,
         "--flip-invariant": flip_invariant or None,
+        "--speed": speed,
     }
     if actions:
         film_params = {
@@ -469,7 +477,7 @@ def synth(
             raise UsageError(f"{', '.join(given)}: films only; --actions does not take it")
         _synth_actions(
             out, classes, videos_per_class, frames, size, seed, scanpaths, overwrite, quiet,
-            textures=textures, flip_invariant=flip_invariant or None,
+            textures=textures, flip_invariant=flip_invariant or None, speed=speed,
         )  # fmt: skip
         return
     given = [name for name, value in action_params.items() if value is not None]

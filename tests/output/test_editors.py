@@ -343,8 +343,11 @@ def _melt_frames(mlt: Path, folder: Path) -> list:
     if MELT is None:
         pytest.skip("the MLT test needs melt (apt-get install melt, or `make test` installs it)")
     folder.mkdir()
+    # real_time=0: every frame, however slow (the default drops frames it cannot keep up
+    # with, which a busy machine turned into a wrong frame count)
+    consumer = [f"avformat:{folder}/%04d.png", "vcodec=png", "real_time=0"]
     subprocess.run(
-        [MELT, "-quiet", str(mlt), "-consumer", f"avformat:{folder}/%04d.png", "vcodec=png"],
+        [MELT, "-quiet", str(mlt), "-consumer", *consumer],
         check=True,
         capture_output=True,
     )
