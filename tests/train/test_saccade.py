@@ -190,6 +190,17 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
 
 
+def test_cli_synth_writes_the_corpus_with_scanpaths(tmp_path):
+    """The README's `data synth --actions ... --scanpaths` (smaller)."""
+    out = tmp_path / "motion"
+    made = _cli("data", "synth", "-o", str(out), "--actions", "--classes", "2",
+                "--videos-per-class", "2", "--size", "64x48", "--scanpaths", "-q")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    videos = [v.name for v in (out / "jpegs_256").iterdir()]
+    assert len(videos) == 4
+    assert sorted(p.stem for p in (out / "scan_idx_7").glob("*.txt")) == sorted(videos)
+
+
 def test_cli_pretrain_retrieval_probe(actions, tmp_path):
     run = tmp_path / "pre"
     sets = [x for s in SETS for x in ("--set", s)]
