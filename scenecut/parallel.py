@@ -58,10 +58,10 @@ from scenecut.keyframes import (
     keyframe_indices,
 )
 from scenecut.profile import Stages
-from scenecut.result import Shot, VideoInfo
+from scenecut.result import Shot
 from scenecut.shots import (
     ShotDetection,
-    _is_vfr,
+    decoded_video,
     detect_shots,
     make_detector,
 )
@@ -549,21 +549,8 @@ class _Run:
         if self.progress:
             self.progress(frames, frames)
         end_time = last.end_time
-        vfr = _is_vfr(starts, info.fps, frames, end_time)
-        video = VideoInfo(
-            path=self.path,
-            fps=info.fps,
-            frame_count=frames,
-            width=info.height if turns % 2 else info.width,
-            height=info.width if turns % 2 else info.height,
-            rotation=90 * turns,
-            codec=info.codec,
-            has_audio=info.has_audio,
-            start_offset=max(Fraction(0), first_pts - info.container_start),
-            vfr=vfr,
-            start_timecode=info.timecode,
-            frame_times={**starts, frames: end_time} if vfr else {},
-            keyframe_times=keyframe_times,
+        video = decoded_video(
+            self.path, info, frames, turns, first_pts, starts, end_time, keyframe_times
         )
         return ShotDetection(video, shots, frames, rewound, inexact, chunks=len(self.chunks))
 

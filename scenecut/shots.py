@@ -261,22 +261,8 @@ def detect_shots(
         progress(frame_count, frame_count)
 
     end_time = last.time + _frame_duration(last, probe.fps, probe.time_base)
-    vfr = _is_vfr(collector.starts, probe.fps, frame_count, end_time)
-    times = {**collector.starts, frame_count: end_time} if vfr else {}
-    video = VideoInfo(
-        path=path,
-        fps=probe.fps,
-        frame_count=frame_count,
-        width=probe.height if turns % 2 else probe.width,
-        height=probe.width if turns % 2 else probe.height,
-        rotation=90 * turns,
-        codec=probe.codec,
-        has_audio=probe.has_audio,
-        start_offset=max(Fraction(0), first_pts - probe.container_start),
-        vfr=vfr,
-        start_timecode=probe.timecode,
-        frame_times=times,
-        keyframe_times=keyframe_times,
+    video = decoded_video(
+        path, probe, frame_count, turns, first_pts, collector.starts, end_time, keyframe_times
     )
     return ShotDetection(
         video, shots, frame_count - damage.filled_frames, collector.rewound, collector.inexact
@@ -389,6 +375,31 @@ def _frame_duration(item: DecodedFrame, fps: Fraction, time_base: Fraction) -> F
     if duration and duration * time_base >= nominal / 4:  # AVI says 1 tick: not a duration
         return duration * time_base
     return nominal
+
+
+def decoded_video(
+    path: Path, probe, frame_count: int, turns: int, first_pts, starts: dict, end_time,
+    keyframe_times,
+) -> VideoInfo:  # fmt: skip
+    """The ``VideoInfo`` of a file decoded through: ``probe``'s stream facts, the frames
+    counted, the quarter ``turns`` that show it upright, and each frame's start time
+    (``starts``; kept only when the frame rate varies)."""
+    vfr = _is_vfr(starts, probe.fps, frame_count, end_time)
+    return VideoInfo(
+        path=path,
+        fps=probe.fps,
+        frame_count=frame_count,
+        width=probe.height if turns % 2 else probe.width,
+        height=probe.width if turns % 2 else probe.height,
+        rotation=90 * turns,
+        codec=probe.codec,
+        has_audio=probe.has_audio,
+        start_offset=max(Fraction(0), first_pts - probe.container_start),
+        vfr=vfr,
+        start_timecode=probe.timecode,
+        frame_times={**starts, frame_count: end_time} if vfr else {},
+        keyframe_times=keyframe_times,
+    )
 
 
 def _is_vfr(starts: dict[int, Fraction], fps: Fraction, frames: int, end: Fraction) -> bool:
