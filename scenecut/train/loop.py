@@ -111,7 +111,7 @@ def launch(
         start_method="spawn",
     )
     try:
-        with _quiet_launcher():
+        with _quiet_launcher(), _handlers_kept():
             results = elastic_launch(config, entry)(*args)
     except SignalException as error:  # Ctrl-C or SIGTERM: the workers were told to stop
         raise Interrupted(error.sigval) from error
@@ -119,6 +119,26 @@ def launch(
         first = next(iter(error.failures.values()))
         raise InputError(f"a training process failed: {first.message or first}") from None
     return results.get(0) if isinstance(results, dict) else results
+
+
+@contextlib.contextmanager
+def _handlers_kept() -> Iterator[None]:
+    """torchrun's launcher installs its own SIGINT/SIGTERM/SIGHUP/SIGQUIT handlers in the
+    calling process and never takes them down; a library caller (or the next ``fit`` in the
+    same process) gets its own handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    saved = {
+        s: signal.getsignal(s) for s in (getattr(signal, n) for n in names if hasattr(signal, n))
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 @contextlib.contextmanager

@@ -232,6 +232,7 @@ def test_two_processes_take_the_same_step_as_one(corpus, tmp_path):
     one = _config(corpus, tmp_path / "one", *sets)
     two = _config(corpus, tmp_path / "two", *sets)
     loop.launch(entry.train_entry, json.dumps(dataclasses.asdict(one)), None, "cpu")
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     loop.launch(
         entry.train_entry,
         json.dumps(dataclasses.asdict(two)),
@@ -240,6 +241,8 @@ def test_two_processes_take_the_same_step_as_one(corpus, tmp_path):
         procs=2,
         master_port=_free_port(),
     )
+    # torchrun's launcher installs its handlers in this process; launch gives ours back
+    assert {s: signal.getsignal(s) for s in before} == before
     a = torch.load(tmp_path / "one" / train_config.CHECKPOINT, weights_only=True)["module"]
     b = torch.load(tmp_path / "two" / train_config.CHECKPOINT, weights_only=True)["module"]
     start = finetune.BoundaryHead(train_config.with_overrides(TINY, {})).state_dict()
