@@ -1,6 +1,6 @@
 """Does Saccade-VSSL pre-training learn motion? The synthetic run of issue 18, on a CPU.
 
-    python bench/saccade_synth.py [--seeds 0,1,2] [--epochs 150] [--quick] [--no-ablation]
+    python bench/saccade_synth.py [--seeds 0,1,2] [--epochs 100] [--quick] [--no-ablation]
                                   [--out DIR] [--json OUT]
 
 One command, through the real CLI (``python -m scenecut``, one process per step):
@@ -12,8 +12,9 @@ One command, through the real CLI (``python -m scenecut``, one process per step)
    background), ``--flip-invariant`` (classes a horizontal flip keeps: pre-training and the
    downstream protocol flip clips), ``--speed 3`` (motions three times as fast, so that an
    8-frame clip shows them; ``--frames 16,22``), and ``--scanpaths`` (substitute scanpaths);
-2. per seed, ``train pretrain --method saccade --encoder small`` (32-px 8-frame clips, cosine
-   schedule, 256 memory-bank negatives, two k-means of 8 clusters in the last fifth);
+2. per seed, ``train pretrain --method saccade --encoder small`` (32-px 8-frame clips, 8
+   videos a batch at a constant lr 0.1, 64 memory-bank negatives, two k-means of 8 clusters
+   every 4 epochs in the last fifth; the spec's other settings);
 3. the same network before training: ``scenecut.models.saccade.build`` after
    ``torch.manual_seed(seed)``, which is how ``train pretrain`` initialises it, saved as a model
    file (``eval retrieval --model random:small`` would build the 112-px 16-frame default
@@ -26,7 +27,8 @@ One command, through the real CLI (``python -m scenecut``, one process per step)
 
 Prints one table: each measurement per seed and its median over the seeds, with the chance
 level; writes every number to ``--json`` (default ``bench/results/saccade_synth.json``). The
-corpus is kept in ``--out`` (default: a temporary folder) and reused when it is there.
+work (corpus, runs, ``log.txt`` with every command's stderr) stays in ``--out`` (default: a
+temporary folder, removed); a corpus already there is reused, runs are redone.
 ``--quick`` is a smoke run (1 seed, 3 epochs, 2 probe epochs): it checks that every step runs
 and measures nothing. See bench/README.md.
 """

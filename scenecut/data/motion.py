@@ -9,13 +9,15 @@ classes give it at a random frame (the start of a motion is drawn so that the mo
 the frame), so the object's place, angle and size in one frame do not tell the class; only
 frames together do, which is what a 3D encoder has to learn.
 
-Two options make *motion* what tells one video from another, for self-supervised instance
-discrimination (``bench/saccade_synth.py``): ``textures=N`` draws every video's object texture
-and background from a pool of ``N`` shared by the corpus (0, the default: a new one per video),
-so appearance no longer tells the videos apart; ``flip_invariant`` uses classes that a
-horizontal flip (an augmentation of pre-training and of the downstream protocol) leaves as they
-are: left and right become one class ``MoveSideways`` whose direction is drawn per video, and
-the two rotations one class ``Rotate``.
+Three options leave *motion* as what tells one video from another, for self-supervised
+instance discrimination on a CPU budget (``bench/saccade_synth.py``): ``textures=N`` draws every
+video's object texture and background from a pool of ``N`` shared by the corpus (0, the default:
+a new one per video), so appearance no longer tells the videos apart; ``flip_invariant`` uses
+classes that a horizontal flip (an augmentation of pre-training and of the downstream protocol)
+leaves as they are: left and right become one class ``MoveSideways`` whose direction is drawn
+per video, and the two rotations one class ``Rotate``; ``speed=S`` multiplies every step, so
+that short, small clips show the motion (videos then have at most ``1 + 63 / S`` frames). The
+defaults render what they rendered before these options existed, byte for byte.
 
 ``make_actions(out)`` writes, all decided by one seed::
 
