@@ -361,8 +361,8 @@ def probe(
         str,
         typer.Option(
             help="reference (downstream.py: raw inputs, BN adapting, test jitter, "
-            "best epoch by test accuracy) or clean (normalised inputs, frozen BN, "
-            "best epoch by a validation split carved from train)."
+            "best epoch by test accuracy) or clean (normalised inputs, BN frozen under the "
+            "linear probe, best epoch by a validation split carved from train)."
         ),
     ] = "reference",
     fold: Annotated[int, typer.Option(help="The split lists' number (trainlist0N).", min=1)] = 1,

@@ -11,10 +11,10 @@
 ``protocol="reference"`` reproduces ``downstream.py``: raw [0, 1] inputs (pre-training saw
 ImageNet-normalised ones), the backbone's BN statistics adapting during the probe, colour
 jitter (p 0.3) on test clips, and the epoch kept by *test* accuracy (so the figure is the best
-test accuracy over epochs). ``protocol="clean"`` normalises as in pre-training, freezes BN,
-drops the test jitter and keeps the epoch by a validation split carved from train, so the test
-split is looked at once. Retrieval keeps every video (the reference drops the last partial
-batch: 1 train and 7 test UCF101 videos).
+test accuracy over epochs). ``protocol="clean"`` normalises as in pre-training, freezes BN
+under the linear probe (fine-tuning trains it), drops the test jitter and keeps the epoch by a
+validation split carved from train, so the test split is looked at once. Retrieval keeps every
+video (the reference drops the last partial batch: 1 train and 7 test UCF101 videos).
 """
 
 from __future__ import annotations
@@ -220,7 +220,10 @@ def probe_task(config: TrainConfig) -> Task:
     classifier = ActionClassifier(net.backbone, len(tree.classes), mode=mode)
     classifier.config = clip_config
     clean = config.protocol == "clean"
-    module = ProbeModule(classifier, clip_config.input_norm if clean else "none", clean)
+    # clean: the linear probe reads frozen features, BN statistics included; fine-tuning
+    # (--head full) trains the whole backbone, its BN statistics with it
+    freeze_bn = clean and mode == "probe"
+    module = ProbeModule(classifier, clip_config.input_norm if clean else "none", freeze_bn)
     length = clip_config.clip_len
     videos = action_videos(tree, "train", config.fold, scanpaths=False, clip_len=length)
     names = [v.name for v in tree.split("train", config.fold, min_frames=length + 1)]

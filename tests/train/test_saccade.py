@@ -229,6 +229,28 @@ def test_cli_pretrain_retrieval_probe(actions, tmp_path):
     assert test["videos"] == 4 and 0 <= test["top1"] <= 100 and test["selected_by"] == "test"
 
 
+@pytest.mark.parametrize(("head", "adapts"), [("linear", False), ("full", True)])
+def test_clean_probe_freezes_bn_and_fine_tuning_trains_it(actions, tmp_path, head, adapts):
+    """The clean protocol's linear probe reads frozen features; fine-tuning (--head full)
+    trains the whole backbone, its BatchNorm statistics included."""
+    from scenecut.train.actions import probe_task
+
+    config = train_config.make_config(
+        "probe", data=str(actions), out=str(tmp_path), init="random:tiny", head=head,
+        protocol="clean", batch_size=4, sets=["workers=0"],
+    )  # fmt: skip
+    task = probe_task(config)
+    module = task.module.train()
+    bns = [m for m in module.classifier.backbone.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    before = [bn.running_mean.clone() for bn in bns]
+    items = [task.dataset[i] for i in range(4)]
+    batch = {k: torch.stack([torch.as_tensor(x[k]) for x in items]) for k in items[0]}
+    loss, _ = module(batch)
+    assert torch.isfinite(loss)
+    moved = [not torch.equal(a, bn.running_mean) for a, bn in zip(before, bns, strict=True)]
+    assert bns and all(moved) if adapts else not any(moved)
+
+
 @pytest.mark.parametrize(
     ("args", "code", "words"),
     [
