@@ -2,7 +2,8 @@
 
 Stages run in three threads that overlap: decoding and the detector's downscale in the decode
 thread, shot detection and keyframe extraction in the calling thread, the shot encoder in the
-embedding thread. Busy times therefore add up to more than the wall time; the stage whose busy
+embedding thread (all in the calling thread in a batch worker that shares the cores:
+``shots.set_stage_threads``). Busy times therefore add up to more than the wall time; the stage whose busy
 time is closest to the wall time is the one that sets the pace.
 """
 

@@ -45,7 +45,7 @@ from scenecut.result import (
     scenes_from_boundaries,
 )
 from scenecut.shotclips import ClipCollector
-from scenecut.shots import check_detector, detect_shots
+from scenecut.shots import check_detector, detect_shots, stage_threads
 from scenecut.video import probe
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def segment(
             scorer = load_scorer(options.inference)
 
     pending: list[np.ndarray] = []
-    embedder = _Embedder(scorer, stages, progress=progress)
+    embedder = _Embedder(scorer, stages, progress=progress, threaded=stage_threads())
     # A clip encoder (``models.clipshots``) embeds clips taken inside each shot, not keyframes.
     spec = getattr(scorer, "clip_spec", None)
     clips = None if spec is None else ClipCollector(spec)
@@ -352,14 +352,20 @@ def check_same_video(result: SegmentResult, source: Path) -> None:
 
 
 class _Embedder:
-    """``scorer.embed`` on batches of shots in a background thread, results kept in order.
+    """``scorer.embed`` on batches of shots in a background thread, results kept in order
+    (with ``threaded=False``, in the caller's thread as each batch is submitted).
 
     At most ``depth`` batches wait in the queue, so memory stays bounded when the network is
     slower than decoding: the decoder then waits (``embed wait`` in the profile).
     """
 
     def __init__(
-        self, scorer: Scorer, stages: Stages, depth: int = 2, progress: Progress | None = None
+        self,
+        scorer: Scorer,
+        stages: Stages,
+        depth: int = 2,
+        progress: Progress | None = None,
+        threaded: bool = True,
     ):
         self.scorer = scorer
         self.stages = stages
@@ -368,29 +374,37 @@ class _Embedder:
         self.results: list[np.ndarray] = []
         self.error: BaseException | None = None
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.thread = threading.Thread(target=self._run, name="scenecut-embed", daemon=True)
-        self.thread.start()
+        self.thread: threading.Thread | None = None
+        if threaded:
+            self.thread = threading.Thread(target=self._run, name="scenecut-embed", daemon=True)
+            self.thread.start()
 
     def _run(self) -> None:
-        import numpy as np
-
         while (batch := self.queue.get()) is not None:
             if self.error is not None:
                 continue  # keep draining so the producer never blocks
             try:
-                with self.stages.time("embed", len(batch)):
-                    self.results.append(self.scorer.embed(np.stack(batch)))
-                self.embedded += len(batch)
-                if self.progress:
-                    self.progress("embed", self.embedded, self.submitted)
+                self._embed(batch)
             except BaseException as exc:  # raised in the caller's thread
                 self.error = exc
+
+    def _embed(self, batch: list[np.ndarray]) -> None:
+        import numpy as np
+
+        with self.stages.time("embed", len(batch)):
+            self.results.append(self.scorer.embed(np.stack(batch)))
+        self.embedded += len(batch)
+        if self.progress:
+            self.progress("embed", self.embedded, self.submitted)
 
     def submit(self, batch: list[np.ndarray]) -> None:
         if self.error is not None:
             raise self.error
-        start = time.perf_counter()
         self.submitted += len(batch)
+        if self.thread is None:
+            self._embed(batch)
+            return
+        start = time.perf_counter()
         self.queue.put(batch)
         self.stages.add("embed wait", time.perf_counter() - start, 0)
 
@@ -398,17 +412,18 @@ class _Embedder:
         """Wait for every batch; ``[shots, D]`` embeddings in shot order."""
         import numpy as np
 
-        start = time.perf_counter()
-        self.queue.put(None)
-        self.thread.join()
-        self.stages.add("embed wait", time.perf_counter() - start, 0)
+        if self.thread is not None:
+            start = time.perf_counter()
+            self.queue.put(None)
+            self.thread.join()
+            self.stages.add("embed wait", time.perf_counter() - start, 0)
         if self.error is not None:
             raise self.error
         return np.concatenate(self.results)
 
     def close(self) -> None:
         """Stop the thread (after an error in the caller); a no-op once finished."""
-        if self.thread.is_alive():
+        if self.thread is not None and self.thread.is_alive():
             self.error = self.error or RuntimeError("segmentation stopped")
             while self.thread.is_alive():
                 try:

@@ -236,6 +236,11 @@ def test_a_killed_driver_loses_only_videos_in_flight(scenecut_exe, tmp_path):
     proc = subprocess.run([scenecut_exe, *args], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rest = _lines(out)[len(first) :]
+    # each run starts the largest files first (a long film started last would finish alone)
+    runs = [[Path(d["path"]).stat().st_size for d in r if d["status"] == "started"]
+            for r in (first, rest)]  # fmt: skip
+    assert sum(map(len, runs)) >= 5 and all(s == sorted(s, reverse=True) for s in runs)
+    assert len({s for r in runs for s in r}) >= 4  # the films' sizes differ
     done_now = [d["path"] for d in rest if d["status"] == "ok"]
     skipped = {d["path"] for d in rest if d["status"] == "skipped"}
     assert skipped == done_before

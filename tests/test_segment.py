@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import scenecut
+from scenecut import shots
 from scenecut.errors import InputError, UsageError
 from scenecut.shots import detect_shots
 
@@ -31,6 +33,28 @@ def test_shots_match_truth_and_file_is_decoded_once(film):
     assert result.shots[0].start == 0 and result.shots[-1].end == film.frame_count
     assert all(a.end == b.start for a, b in zip(result.shots, result.shots[1:], strict=False))
     assert len(result.boundary_scores) == len(result.shots) - 1
+
+
+def test_stages_in_turn_give_what_stages_in_threads_give(film):
+    """A batch worker sharing the cores runs segment's stages in turn (no decode or embed
+    thread); the result is the same, the threads are not started."""
+    seen: dict[bool, set[str]] = {True: set(), False: set()}
+    results = {}
+    for threaded in (True, False):
+        shots.set_stage_threads(threaded)
+        try:
+
+            def progress(stage, done, total, threaded=threaded):
+                seen[threaded].update(t.name for t in threading.enumerate())
+
+            results[threaded] = scenecut.segment(film.path, progress=progress)
+        finally:
+            shots.set_stage_threads(True)
+    ours = {"scenecut-decode", "scenecut-embed"}
+    assert ours <= seen[True] and not ours & seen[False]
+    a, b = results[True], results[False]
+    assert a.shots == b.shots and a.scenes == b.scenes
+    assert np.array_equal(a.boundary_scores, b.boundary_scores)
 
 
 def test_keyframes_are_first_middle_last(film):

@@ -111,6 +111,8 @@ def run_batch(
                 emit(decision)
             else:
                 tasks.append(decision)
+        # The largest files first: a long film started last would finish alone at the end
+        tasks.sort(key=lambda task: -task.job.size)
         if engine == "ray":
             ray_engine.run_ray(tasks, spec, emit, retries=retries, **(ray_options or {}))
         elif engine == "local":

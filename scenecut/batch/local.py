@@ -12,6 +12,7 @@ from collections.abc import Callable
 from scenecut.batch.core import Record, Task, WorkSpec, died, run_one, started, worker_name
 from scenecut.errors import ScenecutError
 from scenecut.models.scorers import load_scorer
+from scenecut.shots import set_stage_threads
 
 
 def run_local(
@@ -24,7 +25,8 @@ def run_local(
 ) -> None:
     """``tasks`` on ``workers`` spawned processes, each loading the model once; a video goes
     to whichever worker is free. Every result, and a ``started`` line before each attempt,
-    goes to ``emit`` (the driver's manifest)."""
+    goes to ``emit`` (the driver's manifest). A worker with fewer than 2 cores of its own runs
+    ``segment``'s stages in turn rather than in threads (``shots.set_stage_threads``)."""
     import multiprocessing
     from multiprocessing.connection import wait
 
@@ -32,10 +34,11 @@ def run_local(
         return
     context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
     queue = deque(tasks)
+    threads = available_cores() >= 2 * workers
     pool: list[_Worker] = []
     try:
         for _ in range(min(workers, len(tasks))):
-            pool.append(_Worker.start(context, spec))
+            pool.append(_Worker.start(context, spec, threads))
         while queue or any(w.task for w in pool):
             for w in pool:
                 if w.task is None and queue:
@@ -64,7 +67,7 @@ def run_local(
             pool = [w for w in pool if w not in gone]
             busy_count = sum(w.task is not None for w in pool)
             while len(pool) < min(workers, busy_count + len(queue)):
-                pool.append(_Worker.start(context, spec))
+                pool.append(_Worker.start(context, spec, threads))
     finally:
         for w in pool:
             w.stop()
@@ -80,10 +83,10 @@ class _Worker:
         self.name = ""
 
     @classmethod
-    def start(cls, context, spec: WorkSpec) -> _Worker:
+    def start(cls, context, spec: WorkSpec, threads: bool) -> _Worker:
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=_worker_main, args=(theirs, spec, os.getpid()), name="scenecut-batch"
+            target=_worker_main, args=(theirs, spec, os.getpid(), threads), name="scenecut-batch"
         )
         process.start()
         theirs.close()
@@ -139,9 +142,10 @@ class _Worker:
         self.process.join()
 
 
-def _worker_main(conn, spec: WorkSpec, parent: int) -> None:
+def _worker_main(conn, spec: WorkSpec, parent: int, threads: bool) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, which stops us
+    set_stage_threads(threads)
     try:
         scorer = load_scorer(spec.options.inference, spec.choice)
     except Exception as exc:
@@ -154,6 +158,14 @@ def _worker_main(conn, spec: WorkSpec, parent: int) -> None:
         conn.send(("ready", name))
         while (task := conn.recv()) is not None:
             conn.send(run_one(task, spec, scorer, worker=name))
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, where set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _die_with_parent(parent: int) -> None:

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from scenecut.batch.core import Record, Task, WorkSpec, died, run_one, started, worker_name
 from scenecut.errors import ScenecutError, UsageError
 from scenecut.models.scorers import load_scorer
+from scenecut.shots import set_stage_threads
 
 
 class VideoActor:
     """One Ray actor: the model loaded once, then ``run`` per video."""
 
-    def __init__(self, spec: WorkSpec):
+    def __init__(self, spec: WorkSpec, threads: bool = True):
+        set_stage_threads(threads)  # under 2 CPUs of its own: segment's stages in turn
         self.spec = spec
         self.name = worker_name()
         self.error = None
@@ -78,7 +80,7 @@ def run_ray(
         )(VideoActor)
         fits = _fits(ray.cluster_resources(), cpus_per_worker, gpus_per_worker)
         count = min(actors or fits, len(tasks))
-        pool = [actor_class.remote(spec) for _ in range(count)]
+        pool = [actor_class.remote(spec, cpus_per_worker >= 2) for _ in range(count)]
         names = [_ready(ray, actor) for actor in pool]
         queue = deque(tasks)
         idle = list(range(count))
@@ -102,7 +104,7 @@ def run_ray(
                     ray.kill(pool[i])
                     if not queue:  # no work left for a new one
                         continue
-                    pool[i] = actor_class.remote(spec)
+                    pool[i] = actor_class.remote(spec, cpus_per_worker >= 2)
                     names[i] = _ready(ray, pool[i])
                 idle.append(i)
     finally:
