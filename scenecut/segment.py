@@ -45,8 +45,8 @@ from scenecut.result import (
     scenes_from_boundaries,
 )
 from scenecut.shotclips import ClipCollector
-from scenecut.shots import check_detector, detect_shots, stage_threads
-from scenecut.video import probe
+from scenecut.shots import check_detector, detect_shots
+from scenecut.video import probe, stage_threads
 
 if TYPE_CHECKING:
     import numpy as np

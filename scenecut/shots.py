@@ -33,6 +33,7 @@ from scenecut.video import (
     damage_warnings,
     decode,
     scaled_size,
+    stage_threads,
     upright_size,
 )
 
@@ -45,23 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
-
-# Whether ``segment`` overlaps its stages in threads: decoding with detection, and the shot
-# encoder with both. It pays on a machine with cores to spare (the loop over files uses about
-# 1.45 of 2 cores); a batch worker that shares the cores with other workers runs the stages in
-# turn instead, since there the threads only add hand-offs (bench/bench_batch.py).
-_stage_threads = True
-
-
-def set_stage_threads(on: bool) -> None:
-    """Overlap ``segment``'s stages in threads (the default) or run them in turn, for this
-    process (a batch worker with fewer than 2 cores of its own)."""
-    global _stage_threads
-    _stage_threads = bool(on)
-
-
-def stage_threads() -> bool:
-    return _stage_threads
 
 
 @dataclass(frozen=True)
@@ -228,7 +212,7 @@ def detect_shots(
     queued = probe.width * probe.height * (9 if split else 3) // 2 or 1  # I420 (+ BGR)
     depth = max(2, min(8, _QUEUE_BYTES // queued))
     decoded = stages.timed("decode", frames)
-    staged = _in_thread(decoded, downscale, depth) if _stage_threads else map(downscale, decoded)
+    staged = _in_thread(decoded, downscale, depth) if stage_threads() else map(downscale, decoded)
     keyframe_times = array("d")
     for item, image in staged:
         last = item

@@ -376,6 +376,25 @@ def _frames(
         raise InputError(f"{path}: the video stream has no decodable frames (empty or corrupt)")
 
 
+# Whether ``segment`` overlaps its stages in threads: decoding (with the decoder's own threads)
+# with detection, and the shot encoder with both. It pays on a machine with cores to spare
+# (the loop over files keeps about 1.45 of 2 cores busy); a batch worker that shares the cores
+# with other workers runs the stages in turn and decodes in one thread instead, since there the
+# threads only add hand-offs (bench/bench_batch.py).
+_stage_threads = True
+
+
+def set_stage_threads(on: bool) -> None:
+    """Overlap ``segment``'s stages in threads (the default) or run them in turn, for this
+    process (a batch worker with fewer than 2 cores of its own)."""
+    global _stage_threads
+    _stage_threads = bool(on)
+
+
+def stage_threads() -> bool:
+    return _stage_threads
+
+
 def _timed(
     path: Path, container, info: Probe, damage: Damage, audio: AudioSink | None = None
 ) -> Iterator[tuple[int, av.VideoFrame]]:
@@ -383,7 +402,10 @@ def _timed(
     import av
 
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    if _stage_threads:
+        stream.thread_type = "AUTO"
+    else:
+        stream.codec_context.thread_count = 1
     streams = [stream]
     if audio is not None and container.streams.audio:
         streams.append(container.streams.audio[0])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import scenecut
-from scenecut import shots
+from scenecut import video
 from scenecut.errors import InputError, UsageError
 from scenecut.shots import detect_shots
 
@@ -41,7 +41,7 @@ def test_stages_in_turn_give_what_stages_in_threads_give(film):
     seen: dict[bool, set[str]] = {True: set(), False: set()}
     results = {}
     for threaded in (True, False):
-        shots.set_stage_threads(threaded)
+        video.set_stage_threads(threaded)
         try:
 
             def progress(stage, done, total, threaded=threaded):
@@ -49,7 +49,7 @@ def test_stages_in_turn_give_what_stages_in_threads_give(film):
 
             results[threaded] = scenecut.segment(film.path, progress=progress)
         finally:
-            shots.set_stage_threads(True)
+            video.set_stage_threads(True)
     ours = {"scenecut-decode", "scenecut-embed"}
     assert ours <= seen[True] and not ours & seen[False]
     a, b = results[True], results[False]

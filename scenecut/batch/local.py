@@ -12,7 +12,7 @@ from collections.abc import Callable
 from scenecut.batch.core import Record, Task, WorkSpec, died, run_one, started, worker_name
 from scenecut.errors import ScenecutError
 from scenecut.models.scorers import load_scorer
-from scenecut.shots import set_stage_threads
+from scenecut.video import set_stage_threads
 
 
 def run_local(
@@ -26,7 +26,7 @@ def run_local(
     """``tasks`` on ``workers`` spawned processes, each loading the model once; a video goes
     to whichever worker is free. Every result, and a ``started`` line before each attempt,
     goes to ``emit`` (the driver's manifest). A worker with fewer than 2 cores of its own runs
-    ``segment``'s stages in turn rather than in threads (``shots.set_stage_threads``)."""
+    ``segment``'s stages in turn rather than in threads (``video.set_stage_threads``)."""
     import multiprocessing
     from multiprocessing.connection import wait
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from scenecut.batch.core import Record, Task, WorkSpec, died, run_one, started, worker_name
 from scenecut.errors import ScenecutError, UsageError
 from scenecut.models.scorers import load_scorer
-from scenecut.shots import set_stage_threads
+from scenecut.video import set_stage_threads
 
 
 class VideoActor:
