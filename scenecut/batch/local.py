@@ -69,6 +69,8 @@ def run_local(
             while len(pool) < min(workers, busy_count + len(queue)):
                 pool.append(_Worker.start(context, spec, threads))
     finally:
+        for w in pool:  # all told first, so that they exit together
+            w.release()
         for w in pool:
             w.stop()
 
@@ -81,6 +83,7 @@ class _Worker:
         self.conn = conn
         self.task: Task | None = None
         self.name = ""
+        self.released = False
 
     @classmethod
     def start(cls, context, spec: WorkSpec, threads: bool) -> _Worker:
@@ -129,12 +132,18 @@ class _Worker:
             return f"killed by {signal.Signals(-code).name}"
         return f"exit code {code}"
 
+    def release(self) -> None:
+        """Tell an idle worker to exit (``stop`` waits for it)."""
+        if self.task is None and not self.released:
+            self.released = True
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send(None)
+
     def stop(self) -> None:
         """Let an idle worker exit; kill a busy one (Ctrl-C, an error): its video is in flight,
         its staged outputs are cleaned up by the next run."""
         if self.task is None:
-            with contextlib.suppress(OSError, ValueError):
-                self.conn.send(None)
+            self.release()
             self.process.join(timeout=10)
         self.conn.close()
         if self.process.is_alive():
