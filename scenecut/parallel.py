@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import threading
 import time
 from array import array
@@ -71,6 +70,7 @@ from scenecut.video import (
     Rewind,
     _by_dts,
     _open,
+    cores,
     damage_warnings,
     probe,
     upright_size,
@@ -84,10 +84,10 @@ log = logging.getLogger(__name__)
 # When the number of workers is left to us, films shorter than this keep the single pass:
 # starting the workers (about a second each, in parallel) and the packet scan would not pay.
 PARALLEL_MIN_SECONDS = 120.0
-# Off until the chunked path has had a review and more real films behind it: without
-# --decode-workers, segment takes the single pass. (With it on, None means one worker per core
-# for films of at least PARALLEL_MIN_SECONDS; Ray's actors would then each start that many.)
-PARALLEL_BY_DEFAULT = False
+# Without --decode-workers, a film of at least PARALLEL_MIN_SECONDS goes to one worker per core
+# of this process's share (``video.cores``: all of them, or what a Ray actor was given); a
+# process started by multiprocessing (a batch worker) keeps the single pass.
+PARALLEL_BY_DEFAULT = True
 PARALLEL_MIN_CORES = 2  # on 2 cores, 2 workers took 0.72x the single pass's time (10-min film)
 CHUNK_SECONDS = 300.0  # at most this much film per chunk: bounds what a worker hands back
 MAX_WORKERS = 256
@@ -97,13 +97,6 @@ PARALLEL_DETECTORS = ("adaptive", "content")  # those whose state ``detector_sta
 def check_workers(workers: int | None) -> None:
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--decode-workers must be from 1 to {MAX_WORKERS}, got {workers}")
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 # --- the packet scan ---------------------------------------------------------------------
@@ -221,7 +214,7 @@ def parallel_plan(
     check_workers(workers)
     if workers is None and not PARALLEL_BY_DEFAULT:
         return None
-    count = available_cores() if workers is None else workers
+    count = cores() if workers is None else workers
     if count < 2 or detector not in PARALLEL_DETECTORS:
         return None
     if workers is None and count < PARALLEL_MIN_CORES:
@@ -291,7 +284,7 @@ def detect_shots_parallel(
     if plan is None:
         return detect_shots(path, **kwargs)
     info, index = plan
-    count = available_cores() if workers is None else workers
+    count = cores() if workers is None else workers
     delivered = [0]
 
     def deliver(item: ShotKeyframes) -> None:
@@ -375,7 +368,7 @@ class _Run:
             prepare=self.prepare,
             evidence=self.evidence is not None,
             tail_from=min(tail_from, chunk.end),
-            threads=max(1, available_cores() // self.workers),
+            threads=max(1, cores() // self.workers),
         )
 
     def run(self) -> ShotDetection:

@@ -3,7 +3,7 @@
 Stages run in three threads that overlap: decoding and the detector's downscale in the decode
 thread, shot detection and keyframe extraction in the calling thread, the shot encoder in the
 embedding thread (all in the calling thread in a batch worker that shares the cores:
-``video.set_stage_threads``). Busy times therefore add up to more than the wall time; the stage
+``video.set_cores``). Busy times therefore add up to more than the wall time; the stage
 whose busy time is closest to the wall time is the one that sets the pace.
 """
 

@@ -76,8 +76,9 @@ class SegmentOptions:
     min_scene_seconds: float = 0.0
     # SMPTE timecode of the first frame in editor files; None: the video's own, else 00:00:00:00
     start_timecode: str | None = None
-    # Processes that decode and detect shots in time chunks (``scenecut.parallel``); None: the
-    # single pass (``parallel.PARALLEL_BY_DEFAULT``). Never changes the result.
+    # Processes that decode and detect shots in time chunks (``scenecut.parallel``); None: one
+    # per core (``video.cores``) for films of 2 minutes or more, else the single pass. Never
+    # changes the result.
     decode_workers: int | None = None
 
     def check(self) -> None:

@@ -376,23 +376,40 @@ def _frames(
         raise InputError(f"{path}: the video stream has no decodable frames (empty or corrupt)")
 
 
-# Whether ``segment`` overlaps its stages in threads: decoding (with the decoder's own threads)
-# with detection, and the shot encoder with both. It pays on a machine with cores to spare
-# (the loop over files keeps about 1.45 of 2 cores busy); a batch worker that shares the cores
-# with other workers runs the stages in turn and decodes in one thread instead, since there the
-# threads only add hand-offs (bench/bench_batch.py).
-_stage_threads = True
+# The cores ``segment`` may keep busy in this process (None: all it may run on). A batch worker
+# or a Ray actor sets its share (``set_cores``). With 2 or more, ``segment`` overlaps its stages
+# in threads (decoding, with the decoder's own threads, alongside detection, and the shot encoder
+# alongside both: the loop over files keeps about 1.45 of 2 cores busy) and splits a long film
+# over that many decode workers (``parallel``). With 1, it runs the stages in turn and decodes in
+# one thread: sharing the cores with other workers, threads only add hand-offs
+# (bench/bench_batch.py).
+_cores: int | None = None
 
 
-def set_stage_threads(on: bool) -> None:
-    """Overlap ``segment``'s stages in threads (the default) or run them in turn, for this
-    process (a batch worker with fewer than 2 cores of its own)."""
-    global _stage_threads
-    _stage_threads = bool(on)
+def available_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, where set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_cores(count: int | None) -> None:
+    """This process's share of the cores for ``segment`` (None: all of them)."""
+    global _cores
+    if count is not None and count < 1:
+        raise ValueError(f"cores must be at least 1, got {count}")
+    _cores = count
+
+
+def cores() -> int:
+    """The cores ``segment`` may keep busy here (``set_cores``, else all available)."""
+    return _cores if _cores is not None else available_cores()
 
 
 def stage_threads() -> bool:
-    return _stage_threads
+    """Whether ``segment`` overlaps its stages in threads (see ``set_cores``)."""
+    return _cores is None or _cores >= 2
 
 
 def _timed(
@@ -402,7 +419,7 @@ def _timed(
     import av
 
     stream = container.streams.video[0]
-    if _stage_threads:
+    if stage_threads():
         stream.thread_type = "AUTO"
     else:
         stream.codec_context.thread_count = 1

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scenecut import parallel, video
 from scenecut.data.synth import make_film
 from scenecut.evidence import Evidence
 from scenecut.parallel import detect_shots_parallel, index_frames, plan_chunks
@@ -131,6 +132,44 @@ def test_what_cannot_be_compared_takes_the_single_pass(film):
         found = detect_shots_parallel(film, **kwargs)
         assert found.chunks == 1
         assert found.shots == detect_shots(film, detector=kwargs.get("detector", "adaptive")).shots
+
+
+def test_by_default_a_long_film_goes_to_this_process_share_of_the_cores(film, monkeypatch):
+    """Without ``workers``: the single pass for a short film, or with one core of one's own (a
+    batch worker); chunks over the cores for a long one. 18 s counts as long here."""
+    default = detect_shots_parallel(film)
+    assert default.chunks == 1  # shorter than PARALLEL_MIN_SECONDS
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_SECONDS", 10.0)
+    try:
+        video.set_cores(1)
+        assert detect_shots_parallel(film).chunks == 1
+        video.set_cores(2)
+        single = _run(detect_shots, film)
+        chunked = _run(detect_shots_parallel, film)
+    finally:
+        video.set_cores(None)
+    assert chunked[0].chunks >= 2
+    _assert_same(single, chunked)
+
+
+def test_a_learned_models_own_input_is_made_in_the_chunks(film):
+    """BaSSL prepares its keyframes from the full-size frame (resize, centre crop); its
+    ``prepare`` is a plain function of the sizes, so the chunks make the same pixels."""
+    import torch
+    from tiny_models import TINY
+
+    from scenecut.models.bassl import build
+    from scenecut.models.inference import BaSSLScorer, prepare_image
+
+    torch.manual_seed(0)
+    scorer = BaSSLScorer(build(TINY))
+    image = np.random.default_rng(0).integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    assert np.array_equal(scorer.prepare(image), prepare_image(TINY, image))
+    single = _run(detect_shots, film, prepare=scorer.prepare)
+    chunked = _run(detect_shots_parallel, film, workers=2, prepare=scorer.prepare)
+    assert chunked[0].chunks == 2
+    assert single[1][0].images.shape[1:] == (TINY.image_size, TINY.image_size, 3)
+    _assert_same(single, chunked)
 
 
 def test_a_chunk_that_cannot_be_proven_sends_the_film_to_the_single_pass(film, tmp_path, caplog):

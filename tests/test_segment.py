@@ -36,12 +36,12 @@ def test_shots_match_truth_and_file_is_decoded_once(film):
 
 
 def test_stages_in_turn_give_what_stages_in_threads_give(film):
-    """A batch worker sharing the cores runs segment's stages in turn (no decode or embed
-    thread); the result is the same, the threads are not started."""
+    """A batch worker with one core of its own runs segment's stages in turn (no decode or
+    embed thread); the result is the same, the threads are not started."""
     seen: dict[bool, set[str]] = {True: set(), False: set()}
     results = {}
     for threaded in (True, False):
-        video.set_stage_threads(threaded)
+        video.set_cores(2 if threaded else 1)
         try:
 
             def progress(stage, done, total, threaded=threaded):
@@ -49,7 +49,7 @@ def test_stages_in_turn_give_what_stages_in_threads_give(film):
 
             results[threaded] = scenecut.segment(film.path, progress=progress)
         finally:
-            video.set_stage_threads(True)
+            video.set_cores(None)
     ours = {"scenecut-decode", "scenecut-embed"}
     assert ours <= seen[True] and not ours & seen[False]
     a, b = results[True], results[False]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from scenecut.batch.core import Record, Task, WorkSpec, died, run_one, started, worker_name
 from scenecut.errors import ScenecutError
 from scenecut.models.scorers import load_scorer
-from scenecut.video import set_stage_threads
+from scenecut.video import available_cores, set_cores
 
 
 def run_local(
@@ -25,8 +25,9 @@ def run_local(
 ) -> None:
     """``tasks`` on ``workers`` spawned processes, each loading the model once; a video goes
     to whichever worker is free. Every result, and a ``started`` line before each attempt,
-    goes to ``emit`` (the driver's manifest). A worker with fewer than 2 cores of its own runs
-    ``segment``'s stages in turn rather than in threads (``video.set_stage_threads``)."""
+    goes to ``emit`` (the driver's manifest). Each worker gets its share of the cores
+    (``video.set_cores``): with fewer than 2, ``segment`` runs its stages in turn rather than
+    in threads."""
     import multiprocessing
     from multiprocessing.connection import wait
 
@@ -34,11 +35,11 @@ def run_local(
         return
     context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
     queue = deque(tasks)
-    threads = available_cores() >= 2 * workers
+    share = max(1, available_cores() // workers)  # each worker's cores
     pool: list[_Worker] = []
     try:
         for _ in range(min(workers, len(tasks))):
-            pool.append(_Worker.start(context, spec, threads))
+            pool.append(_Worker.start(context, spec, share))
         while queue or any(w.task for w in pool):
             for w in pool:
                 if w.task is None and queue:
@@ -67,7 +68,7 @@ def run_local(
             pool = [w for w in pool if w not in gone]
             busy_count = sum(w.task is not None for w in pool)
             while len(pool) < min(workers, busy_count + len(queue)):
-                pool.append(_Worker.start(context, spec, threads))
+                pool.append(_Worker.start(context, spec, share))
     finally:
         for w in pool:  # all told first, so that they exit together
             w.release()
@@ -86,10 +87,10 @@ class _Worker:
         self.released = False
 
     @classmethod
-    def start(cls, context, spec: WorkSpec, threads: bool) -> _Worker:
+    def start(cls, context, spec: WorkSpec, share: int) -> _Worker:
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=_worker_main, args=(theirs, spec, os.getpid(), threads), name="scenecut-batch"
+            target=_worker_main, args=(theirs, spec, os.getpid(), share), name="scenecut-batch"
         )
         process.start()
         theirs.close()
@@ -151,10 +152,10 @@ class _Worker:
         self.process.join()
 
 
-def _worker_main(conn, spec: WorkSpec, parent: int, threads: bool) -> None:
+def _worker_main(conn, spec: WorkSpec, parent: int, share: int) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, which stops us
-    set_stage_threads(threads)
+    set_cores(share)
     try:
         scorer = load_scorer(spec.options.inference, spec.choice)
     except Exception as exc:
@@ -167,14 +168,6 @@ def _worker_main(conn, spec: WorkSpec, parent: int, threads: bool) -> None:
         conn.send(("ready", name))
         while (task := conn.recv()) is not None:
             conn.send(run_one(task, spec, scorer, worker=name))
-
-
-def available_cores() -> int:
-    """The cores this process may run on (a container's or taskset's limit, where set)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _die_with_parent(parent: int) -> None:

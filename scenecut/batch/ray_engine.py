@@ -18,14 +18,14 @@ from collections.abc import Callable
 from scenecut.batch.core import Record, Task, WorkSpec, died, run_one, started, worker_name
 from scenecut.errors import ScenecutError, UsageError
 from scenecut.models.scorers import load_scorer
-from scenecut.video import set_stage_threads
+from scenecut.video import set_cores
 
 
 class VideoActor:
     """One Ray actor: the model loaded once, then ``run`` per video."""
 
-    def __init__(self, spec: WorkSpec, threads: bool = True):
-        set_stage_threads(threads)  # under 2 CPUs of its own: segment's stages in turn
+    def __init__(self, spec: WorkSpec, cpus: float = 1.0):
+        set_cores(max(1, int(cpus)))  # its share: under 2, segment's stages in turn
         self.spec = spec
         self.name = worker_name()
         self.error = None
@@ -80,7 +80,7 @@ def run_ray(
         )(VideoActor)
         fits = _fits(ray.cluster_resources(), cpus_per_worker, gpus_per_worker)
         count = min(actors or fits, len(tasks))
-        pool = [actor_class.remote(spec, cpus_per_worker >= 2) for _ in range(count)]
+        pool = [actor_class.remote(spec, cpus_per_worker) for _ in range(count)]
         names = [_ready(ray, actor) for actor in pool]
         queue = deque(tasks)
         idle = list(range(count))
@@ -104,7 +104,7 @@ def run_ray(
                     ray.kill(pool[i])
                     if not queue:  # no work left for a new one
                         continue
-                    pool[i] = actor_class.remote(spec, cpus_per_worker >= 2)
+                    pool[i] = actor_class.remote(spec, cpus_per_worker)
                     names[i] = _ready(ray, pool[i])
                 idle.append(i)
     finally:

@@ -56,7 +56,8 @@ DecodeWorkersOption = Annotated[
         "--decode-workers",
         metavar="N",
         help="Processes that decode and detect shots in time chunks (adaptive and content "
-        "detectors; the result is the same) [default: 1, a single pass].",
+        "detectors; the result is the same) [default: one per core for films of 2 minutes "
+        "or more, else 1, a single pass].",
         show_default=False,
     ),
 ]

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,10 +210,18 @@ class BaSSLScorer:
         """The boundary threshold the model came with (None: ``segment``'s default)."""
         return self.model.config.threshold
 
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """A full-size RGB keyframe -> the network's input pixels (see ``prepare_image``);
-        ``embed`` takes keyframes prepared by this."""
-        return prepare_image(self.model.config, image)
+    @property
+    def prepare(self) -> Callable[[np.ndarray], np.ndarray]:
+        """A full-size RGB keyframe -> the network's input pixels (``prepare_image``); ``embed``
+        takes keyframes prepared by this. A plain function of the configuration's sizes, not
+        of the model, so that decode workers (``scenecut.parallel``) can be sent it."""
+        config = self.model.config
+        return functools.partial(
+            resize_crop,
+            resize=config.resize,
+            crop=config.image_size,
+            interpolation=config.interpolation,
+        )
 
     @classmethod
     def from_file(cls, path: str | Path, device: str = "cpu", **kwargs) -> BaSSLScorer:
