@@ -273,15 +273,26 @@ def segment_films(doc: dict, deadline: float, out: Path) -> None:
 # Decode-worker scaling (issue 20 point 1)
 
 
-def workers_option(scenecut: str) -> str | None:
-    """The option of ``segment`` that sets the decode workers, if this scenecut has one."""
+def segment_help(scenecut: str) -> str:
     try:
-        text = subprocess.run(
+        return subprocess.run(
             [scenecut, "segment", "--help"], capture_output=True, text=True, timeout=60
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return None
+        return ""
+
+
+def workers_option(scenecut: str) -> str | None:
+    """The option of ``segment`` that sets the decode workers, if this scenecut has one."""
+    text = segment_help(scenecut)
     return next((o for o in ("--decode-workers", "--workers") if o in text), None)
+
+
+def shot_starts(result: Path) -> list[int] | None:
+    try:
+        return [shot["start"] for shot in json.loads(result.read_text())["shots"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def scaling(doc: dict, deadline: float, out: Path) -> None:
@@ -295,19 +306,37 @@ def scaling(doc: dict, deadline: float, out: Path) -> None:
 
     film, _, _ = long_film(None if gpu else CPU_FILM_SECONDS)
     doc.update(film=str(film), option=option, model="classic")
+    counts = WORKERS if gpu else CPU_WORKERS
+    runs: list[tuple[int, str | None]] = [(w, None) for w in counts]
+    # NVDEC (issue 20 point 2) where this scenecut offers it: 1 worker and all, its shots
+    # compared with software decoding's (without CUDA: the fallback rehearsed)
+    if "--hwaccel" in segment_help(scenecut):
+        runs += [(counts[0], "cuda"), (counts[-1], "cuda")]
+    software: dict[int, list[int] | None] = {}
     work = Path(tempfile.mkdtemp(prefix="scenecut-scaling-"))
     try:
-        for workers in WORKERS if gpu else CPU_WORKERS:
+        for workers, hwaccel in runs:
             left = deadline - time.time()
             if left < 15:
-                doc["skipped"].append({"workers": workers, "why": f"budget: {left:.0f} s left"})
+                doc["skipped"].append({"workers": workers, "hwaccel": hwaccel,
+                                       "why": f"budget: {left:.0f} s left"})  # fmt: skip
                 continue
-            say(f"scaling: {workers} worker(s)")
-            folder = work / str(workers) / "out"
+            say(f"scaling: {workers} worker(s)" + (f", --hwaccel {hwaccel}" if hwaccel else ""))
+            folder = work / f"{workers}{hwaccel or ''}" / "out"
             command = [scenecut, "segment", str(film), "--model", "classic", option, str(workers)]
             command += ["-o", str(folder), "--overwrite"]
+            command += ["--hwaccel", hwaccel] if hwaccel else []
             row = {"input": film.name, "workers": workers, "mode": doc["mode"]}
-            row.update(timed(command, left - 5, folder / f"{film.stem}.scenes.json", True))
+            result = folder / f"{film.stem}.scenes.json"
+            row.update(timed(command, left - 5, result, True))
+            starts = shot_starts(result)
+            if hwaccel is None:
+                software[workers] = starts
+            else:
+                row["hwaccel"] = hwaccel
+                row["same_shots_as_software"] = starts is not None and starts == software.get(
+                    workers
+                )
             doc["rows"].append(row)
             write(out, doc)
     finally:
@@ -377,12 +406,19 @@ def table(steps: list[dict], parts: dict) -> list[str]:
     scale = parts.get("scaling") or {}
     if scale.get("note"):
         rows.append(["scaling", "-", "skipped", "-", scale["note"]])
-    base = next((r["seconds"] for r in scale.get("rows", []) if r["workers"] == 1), None)
+    base = next(
+        (r["seconds"] for r in scale.get("rows", []) if r["workers"] == 1 and not r.get("hwaccel")),
+        None,
+    )
     for r in scale.get("rows", []):
         speed = f"{base / r['seconds']:.2f}x vs 1" if base and r.get("seconds") else "error"
         note = r.get("error") or f"--model classic; {r['mode']}"
-        rows.append(["scaling", f"{r['input']}: {r['workers']} workers", speed, fmt(r["seconds"])])
-        rows[-1].append(note)
+        what = f"{r['input']}: {r['workers']} workers"
+        if r.get("hwaccel"):
+            what += f", --hwaccel {r['hwaccel']}"
+            same = "same shots" if r.get("same_shots_as_software") else "shots differ"
+            note += f"; {same} as software decoding"
+        rows.append(["scaling", what, speed, fmt(r["seconds"]), note])
     for s in scale.get("skipped", []):
         rows.append(["scaling", f"{s['workers']} workers", "skipped", "-", s["why"]])
     widths = [max(len(str(row[i])) for row in rows) for i in range(4)]

@@ -30,7 +30,14 @@ from scenecut.shots import (
     make_detector,
     rotation_turns,
 )
-from scenecut.video import DecodedFrame, Rewind, _open, scaled_size, upright_size
+from scenecut.video import (
+    DecodedFrame,
+    Rewind,
+    _open,
+    scaled_size,
+    set_hwaccel,
+    upright_size,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -138,6 +145,7 @@ class ChunkJob:
     evidence: bool
     tail_from: int  # own frames from here on are hashed for the next chunk's check
     threads: int  # decoder threads
+    hwaccel: str | None = None  # video.set_hwaccel in the worker
 
 
 @dataclass
@@ -194,7 +202,8 @@ def _frames(job: ChunkJob) -> Iterator[DecodedFrame]:
     expected = array("q")
     expected.frombytes(job.pts)
     last = chunk.end == job.frames
-    container = _open(Path(job.path))
+    set_hwaccel(job.hwaccel)
+    container = _open(Path(job.path), decoding=True)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"

@@ -74,6 +74,7 @@ from scenecut.video import (
     damage_warnings,
     probe,
     upright_size,
+    working_hwaccel,
 )
 
 if TYPE_CHECKING:
@@ -326,6 +327,7 @@ class _Run:
         kwargs: dict,
     ):
         self.path, self.info, self.index, self.workers = path, info, index, workers
+        self.hwaccel = working_hwaccel(path)
         self.detector = kwargs["detector"]
         self.threshold = kwargs["threshold"]
         self.keyframe_height = kwargs["keyframe_height"]
@@ -369,6 +371,7 @@ class _Run:
             evidence=self.evidence is not None,
             tail_from=min(tail_from, chunk.end),
             threads=max(1, cores() // self.workers),
+            hwaccel=self.hwaccel,
         )
 
     def run(self) -> ShotDetection:

@@ -46,7 +46,7 @@ from scenecut.result import (
 )
 from scenecut.shotclips import ClipCollector
 from scenecut.shots import check_detector, detect_shots
-from scenecut.video import probe, stage_threads
+from scenecut.video import check_hwaccel, probe, stage_threads, using_hwaccel
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,6 +80,8 @@ class SegmentOptions:
     # per core (``video.cores``) for films of 2 minutes or more, else the single pass. Never
     # changes the result.
     decode_workers: int | None = None
+    # A hardware decoder (``video.hwaccel_names``: "cuda" is NVDEC); None: software
+    hwaccel: str | None = None
 
     def check(self) -> None:
         check_detector(self.detector, self.detector_threshold)
@@ -88,6 +90,7 @@ class SegmentOptions:
         check_grouping(self.threshold, self.scenes, self.min_scene_seconds)
         _check_seconds("--min-shot-len", self.min_shot_seconds)
         check_workers(self.decode_workers)
+        check_hwaccel(self.hwaccel)
 
     def threshold_for(self, scorer: Scorer) -> float:
         """The threshold in force with ``scorer``: ours, else the model's own, else the default."""
@@ -197,10 +200,12 @@ def segment(
         evidence=evidence,
     )
     try:
-        if clips is None:
-            detection = detect_shots_parallel(Path(path), workers=options.decode_workers, **detect)
-        else:  # the chunked decode keeps no clips: a clip encoder takes the single pass
-            detection = detect_shots(Path(path), clips=clips, **detect)
+        with using_hwaccel(options.hwaccel):
+            if clips is None:
+                workers = options.decode_workers
+                detection = detect_shots_parallel(Path(path), workers=workers, **detect)
+            else:  # the chunked decode keeps no clips: a clip encoder takes the single pass
+                detection = detect_shots(Path(path), clips=clips, **detect)
         if pending:
             embedder.submit(pending)
         embeddings = embedder.finish()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -12,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from scenecut.errors import InputError, ScenecutError
+from scenecut.errors import InputError, ScenecutError, UsageError
 
 if TYPE_CHECKING:
     import av
@@ -86,13 +87,78 @@ def _allowed_formats() -> str:
     return ",".join(names)
 
 
-def _open(path: Path) -> av.container.InputContainer:
+# A hardware decoder ffmpeg offers PyAV (``--hwaccel cuda``: NVDEC), for the decoding passes
+# (the single pass, the chunks); None: software. Where it cannot start (no such device here),
+# one warning, then software decoding.
+_hwaccel: str | None = None
+_hwaccel_failed: set[str] = set()
+
+
+def hwaccel_names() -> list[str]:
+    """The hardware decoders this PyAV's ffmpeg was built with (``cuda`` is NVDEC)."""
+    from av.codec.hwaccel import hwdevices_available
+
+    return list(hwdevices_available())
+
+
+def check_hwaccel(name: str | None) -> None:
+    if name is not None and name not in hwaccel_names():
+        raise UsageError(f"--hwaccel must be one of {', '.join(hwaccel_names())}, got {name!r}")
+
+
+def set_hwaccel(name: str | None) -> None:
+    """Decode with the hardware decoder ``name`` in this process (None: software)."""
+    global _hwaccel
+    check_hwaccel(name)
+    _hwaccel = name
+
+
+def hwaccel() -> str | None:
+    return _hwaccel
+
+
+def working_hwaccel(path: Path) -> str | None:
+    """The hardware decoder set here when it starts (tried on ``path`` once: the warning is
+    said here, not in every decode worker), else None."""
+    if _hwaccel is None or _hwaccel in _hwaccel_failed:
+        return None
+    _open(path, decoding=True).close()
+    return None if _hwaccel in _hwaccel_failed else _hwaccel
+
+
+@contextlib.contextmanager
+def using_hwaccel(name: str | None) -> Iterator[None]:
+    """``set_hwaccel(name)`` for the block, then the previous setting again."""
+    previous = _hwaccel
+    set_hwaccel(name)
+    try:
+        yield
+    finally:
+        set_hwaccel(previous)
+
+
+def _open(path: Path, decoding: bool = False) -> av.container.InputContainer:
     import av
 
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a video file")
+    name = _hwaccel if decoding else None
+    if name is not None and name not in _hwaccel_failed:
+        from av.codec.hwaccel import HWAccel
+
+        try:
+            return av.open(
+                f"file:{path}",
+                metadata_errors="ignore",
+                options={"format_whitelist": _allowed_formats(), "protocol_whitelist": "file"},
+                hwaccel=HWAccel(device_type=name, allow_software_fallback=True),
+            )
+        except (OSError, av.error.FFmpegError, ValueError) as exc:
+            _hwaccel_failed.add(name)
+            log.warning("the %s hardware decoder cannot start here (%s); decoding in software",
+                        name, exc)  # fmt: skip
     try:
         # "file:" so that a name like "take2:final.mp4" is never read as a protocol.
         return av.open(
@@ -233,7 +299,7 @@ def decode(
     With ``audio``, the first audio stream's packets, met in the same read of the file, are
     handed to ``audio.packet`` (it decodes them; its failures are its own).
     """
-    container = _open(path)
+    container = _open(path, decoding=True)
     try:
         info = _probe_open(path, container)
     except BaseException:

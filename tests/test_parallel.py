@@ -221,6 +221,34 @@ def test_cli_decode_workers(film, tmp_path):
     ]
 
 
+def test_a_hardware_decoder_that_cannot_start_is_one_warning_then_software(film):
+    """``--hwaccel cuda`` where there is no CUDA device: one warning (not one per decode
+    worker), then the software result; a name ffmpeg does not offer is one error line."""
+    if "cuda" not in video.hwaccel_names():
+        pytest.skip("this PyAV's ffmpeg has no cuda hwaccel")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("NVDEC starts here: tests/test_gpu.py")
+    base = [EXE, "segment", str(film), "--model", "classic", "--stdout", "-q"]
+    single = subprocess.run(base, capture_output=True, text=True)
+    for extra in ([], ["--decode-workers", "2"]):
+        hw = subprocess.run([*base, "--hwaccel", "cuda", *extra], capture_output=True, text=True)
+        assert hw.returncode == 0, hw.stderr
+        assert json.loads(hw.stdout) == json.loads(single.stdout)
+        lines = hw.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            "warning: the cuda hardware decoder cannot start here ("
+        ), hw.stderr
+        assert lines[0].endswith("); decoding in software")
+    bad = subprocess.run([*base, "--hwaccel", "nvdec"], capture_output=True, text=True)
+    assert bad.returncode == 2 and not bad.stdout
+    names = ", ".join(video.hwaccel_names())
+    assert bad.stderr.strip().splitlines() == [
+        f"error: --hwaccel must be one of {names}, got 'nvdec'"
+    ]
+
+
 CLIPS = {  # real cuts (tests/test_media.py) to put chunk edges on, near and between
     ROOT / "assets" / "sintel_trailer_480x204.mp4": [0, 226, 399, 621, 850],
     MEDIA / "bbb_first60s_640x360.mp4": [0, 285, 555, 1145],

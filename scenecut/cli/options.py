@@ -62,6 +62,19 @@ DecodeWorkersOption = Annotated[
     ),
 ]
 
+HwaccelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--hwaccel",
+        metavar="NAME",
+        help="Decode on a hardware decoder ffmpeg offers (cuda: NVDEC on an NVIDIA GPU); "
+        "where it cannot start, a warning and software decoding. Frames may differ from "
+        "software decoding in the last bit of colour, and cuts with them "
+        "[default: software].",
+        show_default=False,
+    ),
+]
+
 
 # The outputs `segment` and `export` both write.
 FormatOption = Annotated[
@@ -178,6 +191,7 @@ def run_options(
     start_timecode: str | None,
     formats: list[str] | None,
     decode_workers: int | None = None,
+    hwaccel: str | None = None,
     **export: object,
 ) -> tuple[SegmentOptions, ExportOptions]:
     """``segment``'s and ``batch``'s options, the settings filling what the command line left
@@ -196,6 +210,7 @@ def run_options(
         min_scene_seconds=min_scene_len,
         start_timecode=start_timecode,
         decode_workers=decode_workers,
+        hwaccel=hwaccel,
     )
     outputs = ExportOptions(formats=format_names(formats, settings.formats), **export)
     options.check()

@@ -52,8 +52,13 @@ def normalize(
     device: torch.device,
 ) -> torch.Tensor:
     """``[N, H, W, 3]`` uint8 -> ``[N, 3, H, W]`` float, as torchvision's ``ToTensor`` and
-    ``Normalize`` compute it (images already resized and cropped: ``transforms.resize_crop``)."""
-    return _standardize(images.to(device).permute(0, 3, 1, 2), mean, std)
+    ``Normalize`` compute it (images already resized and cropped: ``transforms.resize_crop``).
+    To a GPU, the uint8 pixels go through pinned memory and the copy does not block the CPU."""
+    if device.type == "cuda" and images.device.type == "cpu":
+        images = images.pin_memory().to(device, non_blocking=True)
+    else:
+        images = images.to(device)
+    return _standardize(images.permute(0, 3, 1, 2), mean, std)
 
 
 def _standardize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
