@@ -290,7 +290,7 @@ def workers_option(scenecut: str) -> str | None:
 
 def shot_starts(result: Path) -> list[int] | None:
     try:
-        return [shot["start"] for shot in json.loads(result.read_text())["shots"]]
+        return [shot["start_frame"] for shot in json.loads(result.read_text())["shots"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
