@@ -64,6 +64,7 @@ from scenecut.shots import (
     detect_shots,
     make_detector,
 )
+from scenecut.spawning import without_main
 from scenecut.video import (
     Damage,
     Probe,
@@ -242,7 +243,12 @@ def _sendable(function: Callable) -> bool:
 
     if isinstance(function, functools.partial):
         return _sendable(function.func)
-    return isinstance(function, types.FunctionType) and "<locals>" not in function.__qualname__
+    # A worker does not import the caller's __main__ (``spawning``): nothing from there
+    return (
+        isinstance(function, types.FunctionType)
+        and "<locals>" not in function.__qualname__
+        and function.__module__ not in ("__main__", "__mp_main__")
+    )
 
 
 def detect_shots_parallel(
@@ -417,7 +423,7 @@ class _Run:
 
         chunks = self.chunks
         window = self.workers + 1  # chunks in flight: bounds the results waiting here
-        pending = {c.index: pool.submit(run_chunk, self.job(c)) for c in chunks[:window]}
+        pending = {c.index: self._submit(pool, c) for c in chunks[:window]}
         shots: list[Shot] = []
         cuts: list[int] = []
         starts: dict[int, Fraction] = {}
@@ -432,7 +438,7 @@ class _Run:
             result = self._wait(pending.pop(chunk.index), counters)
             following = chunk.index + window
             if following < len(chunks):
-                pending[following] = pool.submit(run_chunk, self.job(chunks[following]))
+                pending[following] = self._submit(pool, chunks[following])
             if previous is not None:
                 result = self._proven(pool, previous, result, counters)
             else:
@@ -479,6 +485,10 @@ class _Run:
             raise Unproven("the last chunk did not end the last shot")
         return self._detection(shots, starts, keyframe_times, previous, rewound, inexact)
 
+    def _submit(self, pool, chunk: Chunk):
+        with without_main():  # a worker it starts skips the caller's script (``spawning``)
+            return pool.submit(run_chunk, self.job(chunk))
+
     def _wait(self, pending, counters) -> ChunkResult:
         while not futures.wait([pending], timeout=0.2).done:
             if self.progress:
@@ -506,7 +516,7 @@ class _Run:
             replay = self.index.keys[bisect_right(self.index.keys, further) - 1]
             log.debug("chunk %d: replaying from frame %d", chunk.index, replay)
             again = Chunk(chunk.index, replay, chunk.start, chunk.end)
-            result = self._wait(pool.submit(run_chunk, self.job(again)), counters)
+            result = self._wait(self._submit(pool, again), counters)
 
     def _rewind(self, rewind: Rewind, helper: KeyframeCollector, index: int) -> np.ndarray:
         keys = self.index.keys

@@ -221,6 +221,28 @@ def test_cli_decode_workers(film, tmp_path):
     ]
 
 
+def test_a_script_without_the_main_guard_runs_once(film, tmp_path):
+    """Decode workers are spawned: without care, each would import the caller's script first
+    (``spawning``) and run its top-level ``segment`` call again."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import sys\n"
+        "import scenecut\n"
+        "from scenecut.parallel import detect_shots_parallel\n"
+        "print('RUN', flush=True)\n"
+        "found = detect_shots_parallel(sys.argv[1], workers=2)\n"
+        "result = scenecut.segment(sys.argv[1], model='classic', decode_workers=2)\n"
+        "print('CHUNKS', found.chunks, 'SHOTS', len(found.shots), len(result.shots))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), str(film)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    shots = len(detect_shots(film).shots)
+    assert proc.stdout.splitlines() == ["RUN", f"CHUNKS 2 SHOTS {shots} {shots}"]
+    assert "Traceback" not in proc.stderr
+
+
 def test_a_hardware_decoder_that_cannot_start_is_one_warning_then_software(film):
     """``--hwaccel cuda`` where there is no CUDA device: one warning (not one per decode
     worker), then the software result; a name ffmpeg does not offer is one error line."""

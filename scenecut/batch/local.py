@@ -12,6 +12,7 @@ from collections.abc import Callable
 from scenecut.batch.core import Record, Task, WorkSpec, died, run_one, started, worker_name
 from scenecut.errors import ScenecutError
 from scenecut.models.scorers import load_scorer
+from scenecut.spawning import without_main
 from scenecut.video import available_cores, set_cores
 
 
@@ -92,7 +93,8 @@ class _Worker:
         process = context.Process(
             target=_worker_main, args=(theirs, spec, os.getpid(), share), name="scenecut-batch"
         )
-        process.start()
+        with without_main():  # it skips the caller's script (``spawning``)
+            process.start()
         theirs.close()
         return cls(process, ours)
 
