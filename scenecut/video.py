@@ -145,6 +145,8 @@ def _open(path: Path, decoding: bool = False) -> av.container.InputContainer:
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a video file")
     name = _hwaccel if decoding else None
+    options = {"format_whitelist": _allowed_formats(), "protocol_whitelist": "file"}
+    failed = None
     if name is not None and name not in _hwaccel_failed:
         from av.codec.hwaccel import HWAccel
 
@@ -152,24 +154,23 @@ def _open(path: Path, decoding: bool = False) -> av.container.InputContainer:
             return av.open(
                 f"file:{path}",
                 metadata_errors="ignore",
-                options={"format_whitelist": _allowed_formats(), "protocol_whitelist": "file"},
+                options=options,
                 hwaccel=HWAccel(device_type=name, allow_software_fallback=True),
             )
         except (OSError, av.error.FFmpegError, ValueError) as exc:
-            _hwaccel_failed.add(name)
-            log.warning("the %s hardware decoder cannot start here (%s); decoding in software",
-                        name, exc)  # fmt: skip
+            failed = exc  # the device, or the file: the software open below tells
     try:
         # "file:" so that a name like "take2:final.mp4" is never read as a protocol.
-        return av.open(
-            f"file:{path}",
-            metadata_errors="ignore",
-            options={"format_whitelist": _allowed_formats(), "protocol_whitelist": "file"},
-        )
+        container = av.open(f"file:{path}", metadata_errors="ignore", options=options)
     except PermissionError as exc:
         raise InputError(f"{path}: permission denied") from exc
     except av.error.FFmpegError as exc:
         raise InputError(f"{path}: {_not_video(path, exc)}") from exc
+    if failed is not None:  # the file opens: the hardware decoder is what failed
+        _hwaccel_failed.add(name)
+        log.warning("the %s hardware decoder cannot start here (%s); decoding in software",
+                    name, failed)  # fmt: skip
+    return container
 
 
 def _not_video(path: Path, exc: Exception) -> str:

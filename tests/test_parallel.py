@@ -243,7 +243,7 @@ def test_a_script_without_the_main_guard_runs_once(film, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_a_hardware_decoder_that_cannot_start_is_one_warning_then_software(film):
+def test_a_hardware_decoder_that_cannot_start_is_one_warning_then_software(film, tmp_path):
     """``--hwaccel cuda`` where there is no CUDA device: one warning (not one per decode
     worker), then the software result; a name ffmpeg does not offer is one error line."""
     if "cuda" not in video.hwaccel_names():
@@ -263,6 +263,15 @@ def test_a_hardware_decoder_that_cannot_start_is_one_warning_then_software(film)
             "warning: the cuda hardware decoder cannot start here ("
         ), hw.stderr
         assert lines[0].endswith("); decoding in software")
+    # a file that is not a video is its own error, not the decoder's: the next one warns
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video\n")
+    both = [EXE, "segment", str(junk), str(film), "--hwaccel", "cuda", "-q", "-o"]
+    mixed = subprocess.run([*both, str(tmp_path / "out")], capture_output=True, text=True)
+    assert mixed.returncode == 1
+    lines = mixed.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"error: {junk}: not a readable video file")
+    assert lines[1].startswith("warning: the cuda hardware decoder cannot start here (")
     bad = subprocess.run([*base, "--hwaccel", "nvdec"], capture_output=True, text=True)
     assert bad.returncode == 2 and not bad.stdout
     names = ", ".join(video.hwaccel_names())
