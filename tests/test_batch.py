@@ -249,6 +249,32 @@ def test_a_killed_driver_loses_only_videos_in_flight(scenecut_exe, tmp_path):
     assert not list(out.glob(".scenecut-*"))  # the killed run's staging folders are gone
 
 
+def test_a_hardware_decoder_that_cannot_start_warns_once_for_the_batch(
+    archive, scenecut_exe, tmp_path
+):
+    """``--hwaccel cuda`` without a CUDA device: the driver tries it on the first video and
+    warns once; both workers decode in software, to the outputs software decoding gives."""
+    from scenecut.video import hwaccel_names
+
+    if pytest.importorskip("torch").cuda.is_available():
+        pytest.skip("NVDEC starts here: tests/test_gpu.py")
+    if "cuda" not in hwaccel_names():
+        pytest.skip("this PyAV's ffmpeg has no cuda hwaccel")
+    hw, sw = tmp_path / "hw", tmp_path / "sw"
+    proc = _batch(scenecut_exe, str(archive), "-o", str(hw), "--workers", "2", "-q",
+                  "--hwaccel", "cuda")  # fmt: skip
+    assert proc.returncode == 1  # bad.mp4
+    warnings = [line for line in proc.stderr.splitlines() if not line.startswith("error: ")]
+    assert len(warnings) == 1, proc.stderr
+    assert warnings[0].startswith("warning: the cuda hardware decoder cannot start here (")
+    assert _batch(scenecut_exe, str(archive), "-o", str(sw), "--workers", "2", "-q").returncode
+    made = sorted(p.relative_to(hw) for p in hw.rglob("*.scenes.json"))
+    assert len(made) == 3
+    assert made == sorted(p.relative_to(sw) for p in sw.rglob("*.scenes.json"))
+    for rel in made:
+        assert (hw / rel).read_bytes() == (sw / rel).read_bytes()
+
+
 # --- segment --skip-existing ---
 
 

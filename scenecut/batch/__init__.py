@@ -14,6 +14,7 @@ the video named STEM kill itself (SIGKILL) on its first attempt, or on every att
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -39,8 +40,9 @@ from scenecut.batch.core import (
 )
 from scenecut.batch.local import run_local
 from scenecut.batch.manifest import Counts, Manifest, Progress, read_history, read_records
-from scenecut.errors import UsageError
+from scenecut.errors import ScenecutError, UsageError
 from scenecut.segment import ExportOptions, FilesResult
+from scenecut.video import using_hwaccel, working_hwaccel
 
 __all__ = [
     "CRASH_HOOK",
@@ -113,6 +115,7 @@ def run_batch(
                 tasks.append(decision)
         # The largest files first: a long film started last would finish alone at the end
         tasks.sort(key=lambda task: -task.job.size)
+        spec = _hardware_decoder_checked(spec, tasks)
         if engine == "ray":
             ray_engine.run_ray(tasks, spec, emit, retries=retries, **(ray_options or {}))
         elif engine == "local":
@@ -120,6 +123,20 @@ def run_batch(
         else:
             raise UsageError(f"--engine must be local or ray, got {engine!r}")
     return counts
+
+
+def _hardware_decoder_checked(spec: WorkSpec, tasks: list[Task]) -> WorkSpec:
+    """``--hwaccel`` tried here on the first video: where it cannot start, the one warning is
+    said here and the workers decode in software (rather than each warning on its own)."""
+    name = spec.options.hwaccel
+    if name is None or not tasks:
+        return spec
+    try:
+        with using_hwaccel(name):
+            works = working_hwaccel(tasks[0].job.path) is not None
+    except ScenecutError:  # that file is broken: its worker will say so
+        return spec
+    return spec if works else dataclasses.replace(spec, options=spec.options.replace(hwaccel=None))
 
 
 def run_recorded(

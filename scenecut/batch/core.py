@@ -256,6 +256,8 @@ def settings_hash(options: SegmentOptions, export: ExportOptions, choice: ModelC
             pass
     seg = dataclasses.asdict(options)
     seg.pop("decode_workers")  # how shots are found, never what is found
+    if seg.get("hwaccel") is None:  # software decoding: the hash of manifests before --hwaccel
+        seg.pop("hwaccel", None)
     seg["inference"] = {"model": model, "precision": options.inference.precision}
     out = dataclasses.asdict(export)
     for name in ("overwrite", "to_stdout"):
