@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scenecut.data.check import _jpeg_problem
+from scenecut.data.check import _jpeg_problem, kind_counts
 from scenecut.data.tree import Problem
 from scenecut.errors import InputError, UsageError
 from scenecut.output.readers import read_bytes
@@ -415,10 +415,7 @@ class ActionReport:
 
     def counts(self) -> dict[str, int]:
         """Problems per kind, in ``ACTION_PROBLEM_KINDS`` order."""
-        counts = dict.fromkeys(ACTION_PROBLEM_KINDS, 0)
-        for problem in self.problems:
-            counts[problem.kind] = counts.get(problem.kind, 0) + 1
-        return {kind: n for kind, n in counts.items() if n}
+        return kind_counts(self.problems, ACTION_PROBLEM_KINDS)
 
     def to_dict(self) -> dict:
         return {

@@ -28,6 +28,15 @@ from scenecut.data.tree import (
 from scenecut.errors import UsageError
 
 
+def kind_counts(problems, kinds) -> dict[str, int]:
+    """How many of ``problems`` there are of each kind, in the order of ``kinds`` (a kind not
+    listed there after them), kinds without any left out."""
+    counts = dict.fromkeys(kinds, 0)
+    for problem in problems:
+        counts[problem.kind] = counts.get(problem.kind, 0) + 1
+    return {kind: n for kind, n in counts.items() if n}
+
+
 @dataclass(frozen=True)
 class TreeReport:
     """What ``check_tree`` found. ``ok`` when ``problems`` is empty."""
@@ -47,10 +56,7 @@ class TreeReport:
 
     def counts(self) -> dict[str, int]:
         """Problems per kind, in ``PROBLEM_KINDS`` order."""
-        counts = {kind: 0 for kind in PROBLEM_KINDS}
-        for problem in self.problems:
-            counts[problem.kind] = counts.get(problem.kind, 0) + 1
-        return {kind: n for kind, n in counts.items() if n}
+        return kind_counts(self.problems, PROBLEM_KINDS)
 
     def to_dict(self) -> dict:
         return {
