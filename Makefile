@@ -41,8 +41,10 @@ melt:
 		|| echo "melt not installed: the MLT rendering tests will be skipped"; }
 
 # Two or more test processes (one per core); each runs one compute thread (tests/conftest.py).
+# worksteal: an idle process takes queued tests from a busy one, so the long tests do not
+# leave one core idle at the end (285 s against 306-323 s for the default distribution here).
 test: lint browser melt
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
