@@ -113,6 +113,24 @@ def replacing(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """A fresh folder ``.NAME.partial`` beside ``final`` for the block to fill; when the block
+    ends without an error it takes ``final``'s place (an existing ``final`` is replaced),
+    otherwise it is removed. Readers see a whole folder or none."""
+    partial = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
 def atomic_write(path: Path, data: str | bytes, overwrite: bool) -> None:
     """Write ``data`` (text as UTF-8) to ``path`` through ``replacing``."""
     raw = data.encode("utf-8") if isinstance(data, str) else data

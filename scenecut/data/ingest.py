@@ -21,7 +21,7 @@ from scenecut.data.writer import (
     write_annotations,
 )
 from scenecut.errors import InputError, ScenecutError, UsageError
-from scenecut.files import atomic_write, write_json
+from scenecut.files import atomic_write, staged_folder, write_json
 from scenecut.output.readers import read_scene_starts
 from scenecut.shots import check_detector, detect_shots, rotation_turns
 from scenecut.video import decode, probe
@@ -414,8 +414,6 @@ def _ingest_frames(
     quality: int,
     progress: IngestProgress | None,
 ) -> IngestedVideo:
-    import shutil
-
     import numpy as np
     from PIL import Image
 
@@ -424,10 +422,7 @@ def _ingest_frames(
     final = root / actions.FRAMES_DIR / video_id
     if final.is_dir() and not changed:
         return IngestedVideo(path, video_id, "skipped", frames=len(actions.frame_files(final)))
-    partial = root / actions.FRAMES_DIR / f".{video_id}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with staged_folder(final) as partial:
         info, frames = decode(path)
         size = turns = None
         count = 0
@@ -444,12 +439,6 @@ def _ingest_frames(
             Image.fromarray(image).save(partial / actions.FRAME_NAME.format(count), quality=quality)
             if progress and count % 25 == 0:
                 progress(video_id, count, info.frame_count_estimate)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return IngestedVideo(path, video_id, "written", frames=count)
 
 

@@ -52,7 +52,7 @@ from scenecut.data.actions import (
     video_folders,
 )
 from scenecut.errors import OutputError, UsageError
-from scenecut.files import atomic_write, make_dir, write_json
+from scenecut.files import atomic_write, make_dir, staged_folder, write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -345,19 +345,9 @@ def _write_video(out: Path, name: str, frames: np.ndarray, quality: int) -> None
     """A frame folder that appears complete or not at all."""
     from PIL import Image
 
-    partial = out / FRAMES_DIR / f".{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with staged_folder(out / FRAMES_DIR / name) as partial:
         for t, image in enumerate(frames):
             Image.fromarray(image).save(partial / FRAME_NAME.format(t + 1), quality=quality)
-        final = out / FRAMES_DIR / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
 
 
 def _write_lists(out: Path, spec: ActionSpec, names: dict[tuple[int, int], str]) -> dict:
