@@ -216,31 +216,16 @@ def scanpaths(
 
 
 def _check_table(console, report) -> None:
-    from rich.table import Table
-
     mode = "decoded" if report.decoded else "size and markers checked"
     title = (
         f"{report.root}: {report.movies} films, {report.shots} shots, "
         f"{report.keyframes} keyframes {mode}, {report.labelled} labelled; "
         + ", ".join(f"{name} {n}" for name, n in report.splits.items())
     )
-    if report.ok:
-        console.print(f"{title}\n[green]no problems found[/green]", highlight=False)
-        return
-    table = Table(title=title, title_justify="left")
-    table.add_column("problem", no_wrap=True)
-    table.add_column("count", justify="right")
-    table.add_column("first example")
-    for kind, count in report.counts().items():
-        first = next(p for p in report.problems if p.kind == kind)
-        table.add_row(kind, str(count), f"{first.path}: {first.message}")
-    table.caption = "; ".join(f"{k}: {PROBLEM_KINDS[k]}" for k in report.counts())
-    console.print(table)
+    _problem_table(console, title, report, PROBLEM_KINDS)
 
 
 def _actions_table(console, report) -> None:
-    from rich.table import Table
-
     mode = "decoded" if report.decoded else "size and markers checked"
     lists = ", ".join(f"{name} {n}" for name, n in report.lists.items()) or "no lists"
     scans = ", ".join(f"{name} {n}" for name, n in report.scanpaths.items()) or "no scanpaths"
@@ -248,6 +233,14 @@ def _actions_table(console, report) -> None:
         f"{report.root}: {report.classes} classes, {report.videos} videos, {report.frames} "
         f"frames, {report.sampled} sampled frames {mode}; {lists}; {scans}"
     )
+    _problem_table(console, title, report, ACTION_PROBLEM_KINDS)
+
+
+def _problem_table(console, title: str, report, kinds: dict[str, str]) -> None:
+    """A check report's title, then its problems: count and first example of each kind, what
+    each kind means below (or "no problems found")."""
+    from rich.table import Table
+
     if report.ok:
         console.print(f"{title}\n[green]no problems found[/green]", highlight=False)
         return
@@ -258,7 +251,7 @@ def _actions_table(console, report) -> None:
     for kind, count in report.counts().items():
         first = next(p for p in report.problems if p.kind == kind)
         table.add_row(kind, str(count), f"{first.path}: {first.message}")
-    table.caption = "; ".join(f"{k}: {ACTION_PROBLEM_KINDS[k]}" for k in report.counts())
+    table.caption = "; ".join(f"{k}: {kinds[k]}" for k in report.counts())
     console.print(table)
 
 

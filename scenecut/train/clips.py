@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 
 from scenecut.data.actions import FrameList
 from scenecut.errors import InputError, UsageError
+from scenecut.output.readers import read_bytes
 
 CANVAS = (128, 171)  # (h, w): the VCOP resolution the reference draws its masks on
 TRAIN_JITTER = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue (spec 5)
@@ -367,13 +368,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 def decode_frame(path: Path) -> np.ndarray:
     """uint8 ``[H, W, 3]`` RGB of one JPEG frame, read with size limits (OpenCV, libjpeg-turbo;
     EXIF orientation ignored, as PIL does)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FRAME_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read frame ({exc.strerror or exc})") from exc
-    if len(data) > MAX_FRAME_BYTES:
-        raise InputError(f"{path}: over {MAX_FRAME_BYTES // 2**20} MiB, not a video frame")
+    data = read_bytes(Path(path), MAX_FRAME_BYTES, "a video frame")
     size = _jpeg_size(data)
     if size is None or min(size) < 1:
         raise InputError(f"{path}: not a JPEG frame")
