@@ -76,6 +76,10 @@ MONTAGES = [
     ("pieces", ("ST", "SE", "BT", "BF", "MV"), 2),
 ]
 MUSIC_PIECES = 6
+# Montages of MONTAGES made again with every join a cross-dissolve of DISSOLVE_FRAMES frames
+# (seeded), scored apart (bench/dissolves.py): real films change scene with dissolves too.
+DISSOLVES = [("pieces", ("ST", "SE", "BT", "BF"), 1), ("pieces", ("ST", "SE", "BT", "BF"), 2)]
+DISSOLVE_FRAMES = (12, 36)  # 0.5 to 1.5 s at FPS
 
 
 @dataclass(frozen=True)
@@ -287,12 +291,16 @@ def _order_many(rng: random.Random, items: list, edges: dict) -> list:
 
 
 def montage_films(
-    pieces: dict[str, list[Piece]], infos: dict[str, scenecut.VideoInfo], count: int
+    pieces: dict[str, list[Piece]],
+    infos: dict[str, scenecut.VideoInfo],
+    count: int,
+    dissolve: bool = False,
 ) -> list[Film]:
-    """The first ``count`` montages of MONTAGES, made on first use and cached with their truth."""
+    """The first ``count`` montages of MONTAGES (with ``dissolve``: of DISSOLVES, each join a
+    cross-dissolve), made on first use and cached with their truth."""
     info_of = {SHORT[name]: video for name, video in infos.items()}
     films = []
-    for kind, sources, seed in MONTAGES[:count]:
+    for kind, sources, seed in (DISSOLVES if dissolve else MONTAGES)[:count]:
         name = f"{kind}-{'+'.join(sources)}-s{seed}"
         if kind == "whole":
             items = []
@@ -316,23 +324,35 @@ def montage_films(
         edges = {k: encoded[k][2:] for _, k in keyed}
         shuffle = _order if len({FAMILY_OF[p.clip] for p in items}) == 2 else _order_many
         order = shuffle(random.Random(f"{name}"), keyed, edges)
-        recipe = json.dumps([str(encoded[k][0].name) for _, k in order])
+        # frames each join overlaps (a cross-dissolve), 0 for a cut
+        rng = random.Random(f"{name}:dissolve")
+        overlap = [
+            rng.randint(*DISSOLVE_FRAMES) if dissolve and i else 0 for i in range(len(order))
+        ]
+        name = f"dissolve-{name}" if dissolve else name
+        recipe = json.dumps([str(encoded[k][0].name) for _, k in order] + overlap[1:] * dissolve)
         tag = hashlib.sha256(recipe.encode()).hexdigest()[:10]
         path = CACHE / f"{name}_{tag}.mp4"
         boundaries, spans, unjudged, offset = [], [], [], 0
         for index, (piece, key) in enumerate(order):
-            start_s = offset / FPS
-            if index:
+            offset -= overlap[index]
+            piece_s = start_s = offset / FPS
+            if index:  # a dissolve's boundary is its middle
+                start_s += overlap[index] / 2 / FPS
                 boundaries.append(Boundary(start_s, piece.clip, "join"))
+                spans[-1] = (spans[-1][0], start_s, spans[-1][2])
             fps = info_of[piece.clip].fps
             for frame, status in piece.inner:
-                t = start_s + float((frame - piece.start) / fps)
+                t = piece_s + float((frame - piece.start) / fps)
                 boundaries.append(Boundary(t, piece.clip, status))
             offset += encoded[key][1]
             spans.append((start_s, offset / FPS, piece.clip))
             if not piece.judged:
                 unjudged.append((start_s, offset / FPS))
-        if not path.exists():
+        if not path.exists() and dissolve:
+            _dissolve([encoded[k][0] for _, k in order], [encoded[k][1] for _, k in order],
+                      overlap, path)  # fmt: skip
+        elif not path.exists():
             listing = path.with_suffix(".txt")
             listing.write_text("".join(f"file '{encoded[k][0]}'\n" for _, k in order))
             part = path.with_suffix(".part.mp4")
@@ -345,6 +365,27 @@ def montage_films(
         path.with_suffix(".truth.json").write_text(json.dumps(truth, indent=1))
         films.append(Film(name, path, boundaries, spans, unjudged=unjudged))
     return films
+
+
+def _dissolve(paths: list[Path], frames: list[int], overlap: list[int], out: Path) -> None:
+    """Join the encoded pieces with cross-dissolves (ffmpeg's xfade and acrossfade) of
+    ``overlap[i]`` frames before piece i."""
+    graph, video, audio, length = [], "[0:v]", "[0:a]", frames[0]
+    for i in range(1, len(paths)):
+        d = overlap[i]
+        graph.append(
+            f"{video}[{i}:v]xfade=transition=fade:duration={d / FPS:.6f}:"
+            f"offset={(length - d) / FPS:.6f}[v{i}]"
+        )
+        graph.append(f"{audio}[{i}:a]acrossfade=d={d / FPS:.6f}[a{i}]")
+        video, audio, length = f"[v{i}]", f"[a{i}]", length - d + frames[i]
+    cmd = [ffmpeg_exe(), "-y", "-v", "error"]
+    for p in paths:
+        cmd += ["-i", str(p)]
+    part = out.with_suffix(".part.mp4")
+    cmd += ["-filter_complex", ";".join(graph), "-map", video, "-map", audio, *ENCODE, str(part)]
+    _run(cmd)
+    part.replace(out)
 
 
 # --- scoring ----------------------------------------------------------------------------------

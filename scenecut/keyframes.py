@@ -40,11 +40,27 @@ _LOOKBACK_FRAMES = 2000  # the most frames decoded again to find one middle fram
 _NO_SOURCE = -(1 << 63)  # a frame whose timestamp the file does not give
 
 
+# A transition of at least this many frames (a fade, a dissolve) is kept out of keyframes.
+MIN_TRANSITION = 3
+
+
 def keyframe_indices(start: int, end: int) -> tuple[int, int, int]:
     """First, middle and last frame of the half-open shot ``[start, end)`` (LGSS's saver:
     ``start + (end - 1 - start) // 2`` is the middle)."""
     last = end - 1
     return start, start + (last - start) // 2, last
+
+
+def clean_span(start: int, end: int, transitions: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """The frames of shot ``[start, end)`` outside the transitions at its two cuts (``cut ->
+    (first, last)`` frames of the transition the cut lies in): where keyframes show the shot
+    itself rather than a blend with its neighbour. The whole shot when nothing is left."""
+    lo, hi = start, end
+    if start in transitions:
+        lo = max(lo, transitions[start][1] + 1)
+    if end in transitions:
+        hi = min(hi, transitions[end][0])
+    return (lo, hi) if hi > lo else (start, end)
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,9 @@ class KeyframeCollector:
         self.rewind = rewind
         self.clips = clips
         self.cuts: set[int] = set()
+        # cut -> (first, last) frame of the fade or dissolve it lies in, when the detector says
+        # (add_cut): keyframes are taken outside it (``clean_span``)
+        self.transitions: dict[int, tuple[int, int]] = {}
         self.shots: list[Shot] = []
         self.starts: dict[int, Fraction] = {}  # shot start frame -> presentation time
         self.rewound = 0  # middle frames decoded again
@@ -163,6 +182,7 @@ class KeyframeCollector:
         self._open = False
         self._start = 0
         self._first: _Frame | None = None
+        self._clean_first: _Frame | None = None
         # The open shot's frames that can still become its middle, oldest first.
         self._held: deque[_Frame] = deque()
         self._capacity = 0
@@ -179,10 +199,12 @@ class KeyframeCollector:
         if self.clips is not None:
             self.clips.turn(turns)
 
-    def add_cut(self, frame: int) -> None:
+    def add_cut(self, frame: int, transition: tuple[int, int] | None = None) -> None:
         if frame <= 0 or frame in self.cuts:
             return
         self.cuts.add(frame)
+        if transition is not None and transition[1] - transition[0] + 1 >= MIN_TRANSITION:
+            self.transitions[frame] = transition
         if frame - 1 <= self._last_pushed:
             self._late_cut(frame)
 
@@ -194,6 +216,8 @@ class KeyframeCollector:
         if j == 0 or j in self.cuts:
             self._begin(j, decoded.time)
             self._first = item
+        if self._start in self.transitions and j == self.transitions[self._start][1] + 1:
+            self._clean_first = item  # the first frame after the transition that opened it
         source = decoded.source
         self._sources.append(_NO_SOURCE if source is None else source)
         if decoded.key and source is not None:
@@ -221,6 +245,7 @@ class KeyframeCollector:
     def _begin(self, start: int, time: Fraction) -> None:
         self._open = True
         self._start = start
+        self._clean_first = None
         self._held.clear()
         del self._sources[:]
         while len(self._keys) > 1 and self._keys[1][0] <= start:
@@ -231,7 +256,8 @@ class KeyframeCollector:
         """Emit the open shot ``[start, end)`` with its first, middle and last frames."""
         import numpy as np
 
-        chosen = [self._frame(i, end) for i in keyframe_indices(self._start, end)]
+        span = clean_span(self._start, end, self.transitions)
+        chosen = [self._frame(i, end) for i in keyframe_indices(*span)]
         shot = Shot(len(self.shots), self._start, end, tuple(f.index for f in chosen))
         self.shots.append(shot)
         clips = None
@@ -255,6 +281,8 @@ class KeyframeCollector:
         neither works) the nearest frame kept."""
         if self._first is not None and self._first.index == index:
             return self._first
+        if self._clean_first is not None and self._clean_first.index == index:
+            return self._clean_first
         if self._last is not None and self._last.index == index:
             return self._last
         for frame in self._held:

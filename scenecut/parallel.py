@@ -266,6 +266,7 @@ def detect_shots_parallel(
     progress: Callable[[int, int], None] | None = None,
     stages: Stages | None = None,
     evidence: Evidence | None = None,
+    skip_transitions: bool = False,
 ) -> ShotDetection:
     """``shots.detect_shots``, the film decoded in chunks by ``workers`` processes where that
     pays and is proven to give the same result (see the module's note); otherwise the single
@@ -283,6 +284,8 @@ def detect_shots_parallel(
         progress=progress,
         stages=stages,
         evidence=evidence,
+        # only a detector that tells its transitions (TransNetV2, never chunked) uses it
+        skip_transitions=skip_transitions,
     )
     plan = parallel_plan(
         path, workers=workers, detector=detector, min_shot_seconds=min_shot_seconds,

@@ -198,6 +198,9 @@ def segment(
         progress=on_frames,
         stages=stages,
         evidence=evidence,
+        # The training-free scorers take keyframes outside fades and dissolves the detector
+        # tells of; a learned model keeps the keyframes it was trained on.
+        skip_transitions=getattr(scorer, "skips_transitions", False),
     )
     try:
         with using_hwaccel(options.hwaccel):

@@ -154,6 +154,7 @@ def detect_shots(
     stages: Stages | None = None,
     evidence: Evidence | None = None,
     clips: ClipCollector | None = None,
+    skip_transitions: bool = False,
 ) -> ShotDetection:
     """Decode ``path`` once: detect shot cuts and hand each finished shot's keyframes to
     ``on_shot`` (in shot order, as soon as the shot is known to be complete).
@@ -166,6 +167,9 @@ def detect_shots(
     ``evidence`` (``scenecut.evidence``) collects, in the same pass, each frame's luma and
     contrast from the detector's image and the audio stream's features.
     ``clips`` (``scenecut.shotclips``) also takes each shot's clips, handed on with its keyframes.
+    ``skip_transitions``: where the detector tells the fade or dissolve a cut lies in
+    (TransNetV2), keyframes are taken outside it (``keyframes.clean_span``): a blend of two
+    shots in both of their keyframes makes them look alike.
     """
     import time
 
@@ -178,6 +182,7 @@ def detect_shots(
         evidence.sound = sound if probe.has_audio else None
     min_frames = max(1, round(min_shot_seconds * probe.fps))
     det = make_detector(detector, threshold, min_frames)
+    transition = getattr(det, "transition", None) if skip_transitions else None
     lag = int(det.event_buffer_length)
     kf_w, kf_h = scaled_size(probe.width, probe.height, keyframe_height)
     stages = stages if stages is not None else Stages()
@@ -234,7 +239,7 @@ def detect_shots(
         cuts = det.process_frame(FrameTimecode(item.index, fps=probe.fps), image)
         stages.add("detect", clock() - start)
         for cut in cuts:
-            collector.add_cut(cut.frame_num)
+            collector.add_cut(cut.frame_num, transition and transition(cut.frame_num))
         ring.append(item)
         # A cut at frame c arrives at most `lag` frames late; frame c - 1 must still be buffered
         # then, so that the shot before the cut can be closed with its true last frame.
@@ -248,7 +253,7 @@ def detect_shots(
     for note in damage_warnings(path, probe, damage, frame_count):
         log.warning("%s", note)
     for cut in det.post_process(FrameTimecode(last.index, fps=probe.fps)):
-        collector.add_cut(cut.frame_num)
+        collector.add_cut(cut.frame_num, transition and transition(cut.frame_num))
     while ring:
         collector.push(ring.popleft())
     shots = collector.finish(frame_count)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from scenecut import keyframes
-from scenecut.keyframes import keyframe_indices
+from scenecut.keyframes import clean_span, keyframe_indices
 from scenecut.shots import detect_shots
 from scenecut.video import ffmpeg_exe
 
@@ -256,3 +256,13 @@ def test_a_middle_that_cannot_be_decoded_again_is_said(clip, monkeypatch, caplog
         numbers = [frame_number(image) for image in item.images]
         assert tuple(item.shot.keyframes) == tuple(numbers)  # the frames it says it used
         assert all(item.shot.start <= n < item.shot.end for n in numbers)
+
+
+def test_clean_span_leaves_out_the_transitions_at_both_cuts():
+    runs = {10: (8, 12), 30: (27, 33)}  # cut -> first and last frame of its transition
+    assert clean_span(10, 30, runs) == (13, 27)
+    assert clean_span(0, 10, runs) == (0, 8)
+    assert clean_span(30, 50, runs) == (34, 50)
+    assert clean_span(40, 50, runs) == (40, 50)  # no transition at either cut
+    # a shot that is all transition keeps its own frames
+    assert clean_span(10, 12, {10: (5, 14), 12: (11, 13)}) == (10, 12)

@@ -29,6 +29,9 @@ class CoherenceScorer:
 
     encoder: object
     name: str = "classic"
+    # Keyframes outside the fade or dissolve at a cut, where the detector tells it
+    # (``shots.detect_shots``): a blend of two shots in both makes them look alike.
+    skips_transitions = True
 
     @property
     def keyframe_height(self) -> int:

@@ -114,6 +114,11 @@ class TransNetV2Detector:
     def get_metrics(self) -> list[str]:
         return []
 
+    def transition(self, cut: int) -> tuple[int, int] | None:
+        """First and last frame of the transition a cut was placed in (a hard cut's run is
+        one or two frames), or None for a frame that is not one of this detector's cuts."""
+        return self._runs.runs.get(cut)
+
 
 def small_rgb(frame_bgr: np.ndarray) -> np.ndarray:
     """The 48x27 RGB input from a BGR frame of any size (a copy when it is 48x27 already).
@@ -192,6 +197,7 @@ class Transitions:
         self._next = 0  # next frame expected
         self._run: tuple[int, int] | None = None  # first and last frame above threshold
         self._last_cut = 0
+        self.runs: dict[int, tuple[int, int]] = {}  # cut -> its run (8 bytes per cut or so)
 
     def add(self, first: int, probs: np.ndarray) -> list[int]:
         """Take the ``[n, 2]`` head probabilities of frames ``first ..``; return new cuts."""
@@ -226,6 +232,7 @@ class Transitions:
             log.debug("cut at frame %d dropped: shot shorter than %d", cut, self.min_frames)
             return []
         self._last_cut = cut
+        self.runs[cut] = (first, last)
         return [cut]
 
 

@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 from scenecut.cli import app
 from scenecut.data.synth import FilmTruth, make_film
 from scenecut.errors import UsageError
+from scenecut.keyframes import keyframe_indices
 from scenecut.models import transnet
 from scenecut.models.transnet import CONTEXT, STEP, WINDOW, Transitions, TransNetV2Detector, Windows
-from scenecut.shots import DETECTORS, make_detector
+from scenecut.shots import DETECTORS, detect_shots, make_detector
 
 needs_weights = pytest.mark.skipif(
     importlib.util.find_spec(transnet.PACKAGE) is None, reason="needs the transnet extra"
@@ -236,3 +237,24 @@ def test_segment_end_to_end(fade_film, segmented):
     assert data["decoded_frames"] == fade_film.frame_count
     assert data["scenes"][0]["start_frame"] == 0
     assert data["scenes"][-1]["end_frame"] == fade_film.frame_count
+
+
+@needs_weights
+def test_keyframes_stay_out_of_the_transitions_the_detector_tells(fade_film, segmented):
+    plain = detect_shots(fade_film.path, detector="transnetv2")
+    clean = detect_shots(fade_film.path, detector="transnetv2", skip_transitions=True)
+    assert [(s.start, s.end) for s in clean.shots] == [(s.start, s.end) for s in plain.shots]
+    assert all(s.keyframes == keyframe_indices(s.start, s.end) for s in plain.shots)
+    for shot, before in zip(clean.shots, plain.shots, strict=True):
+        assert shot.start <= min(shot.keyframes) and max(shot.keyframes) < shot.end
+        hard = not any(a <= c < b for a, b in fade_film.fades for c in (shot.start, shot.end))
+        if hard:  # a hard cut's run is a frame or two: first, middle and last as before
+            assert shot.keyframes == before.keyframes
+    moved = [s for s, p in zip(clean.shots, plain.shots, strict=True) if s.keyframes != p.keyframes]
+    assert len(moved) >= 2
+    # TransNetV2 marks the last fade whole: neither shot shows a frame of it
+    first, end = fade_film.fades[-1]
+    assert not any(first <= k < end for s in clean.shots for k in s.keyframes)
+    assert any(first <= k < end for s in plain.shots for k in s.keyframes)
+    # the default (training-free) scorer asks for it
+    assert [tuple(s["keyframes"]) for s in segmented["shots"]] == [s.keyframes for s in clean.shots]
