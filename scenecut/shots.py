@@ -62,6 +62,7 @@ class Detector:
     note: str = ""
     probability: bool = False  # the threshold is a probability, in (0, 1)
     options: dict[str, object] = field(default_factory=dict)
+    wants_fps: bool = False  # built with the film's frame rate (``fps=``)
 
 
 DETECTORS: dict[str, Detector] = {
@@ -78,6 +79,13 @@ DETECTORS: dict[str, Detector] = {
     ),
     "histogram": Detector("HistogramDetector", "threshold", 0.20),
     "hash": Detector("HashDetector", "threshold", 0.35),
+    "dissolve": Detector(
+        "scenecut.dissolves:DissolveDetector",
+        "adaptive_threshold",
+        3.0,
+        "adaptive plus cross-dissolves",
+        wants_fps=True,
+    ),
     "transnetv2": Detector(
         "scenecut.models.transnet:TransNetV2Detector",
         "threshold",
@@ -129,8 +137,11 @@ def check_detector(name: str, threshold: float | None = None) -> Detector:
     return detector
 
 
-def make_detector(name: str, threshold: float | None, min_shot_frames: int):
-    """Build the detector called ``name`` with our threshold override."""
+def make_detector(
+    name: str, threshold: float | None, min_shot_frames: int, fps: float | None = None
+):
+    """Build the detector called ``name`` with our threshold override (and the film's frame
+    rate, for a detector that wants it)."""
     detector = check_detector(name, threshold)
     module, _, class_name = detector.cls.rpartition(":")
     kwargs = {
@@ -138,6 +149,8 @@ def make_detector(name: str, threshold: float | None, min_shot_frames: int):
         "min_scene_len": min_shot_frames,
         **detector.options,
     }
+    if detector.wants_fps and fps:
+        kwargs["fps"] = float(fps)
     return getattr(importlib.import_module(module or "scenedetect.detectors"), class_name)(**kwargs)
 
 
@@ -181,7 +194,7 @@ def detect_shots(
     if evidence is not None:
         evidence.sound = sound if probe.has_audio else None
     min_frames = max(1, round(min_shot_seconds * probe.fps))
-    det = make_detector(detector, threshold, min_frames)
+    det = make_detector(detector, threshold, min_frames, probe.fps)
     transition = getattr(det, "transition", None) if skip_transitions else None
     lag = int(det.event_buffer_length)
     kf_w, kf_h = scaled_size(probe.width, probe.height, keyframe_height)
