@@ -160,7 +160,8 @@ class DissolveDetector:
         self.min_frames = max(1, int(min_scene_len))
         self._finder = Dissolves(fps or FPS_UNKNOWN)
         self._held: list[int] = []  # cuts waiting for the finder's verdict
-        self._cuts: list[int] = []  # cuts handed out
+        self._cuts: list[int] = []  # the last cuts handed out (in order: a dissolve found
+        # now lies after all but the last few)
         self._runs: dict[int, tuple[int, int]] = {}
 
     @property
@@ -190,7 +191,7 @@ class DissolveDetector:
             self._runs[cut] = (first, last)
         ready = sorted(c for c in self._held if upto is None or c <= upto)
         self._held = [c for c in self._held if c not in ready]
-        self._cuts += ready
+        self._cuts = [*self._cuts, *ready][-4:]
         frame = int(timecode.frame_num)
         return [timecode - (frame - c) for c in ready]
 

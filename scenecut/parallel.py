@@ -284,7 +284,7 @@ def detect_shots_parallel(
         progress=progress,
         stages=stages,
         evidence=evidence,
-        # only a detector that tells its transitions (TransNetV2, never chunked) uses it
+        # only a detector that tells its transitions (transnetv2, dissolve: never chunked) uses it
         skip_transitions=skip_transitions,
     )
     plan = parallel_plan(

@@ -181,8 +181,8 @@ def detect_shots(
     contrast from the detector's image and the audio stream's features.
     ``clips`` (``scenecut.shotclips``) also takes each shot's clips, handed on with its keyframes.
     ``skip_transitions``: where the detector tells the fade or dissolve a cut lies in
-    (TransNetV2), keyframes are taken outside it (``keyframes.clean_span``): a blend of two
-    shots in both of their keyframes makes them look alike.
+    (``transnetv2``, ``dissolve``), keyframes are taken outside it (``keyframes.clean_span``):
+    a blend of two shots in both of their keyframes makes them look alike.
     """
     import time
 
