@@ -349,12 +349,12 @@ def montage_films(
             spans.append((start_s, offset / FPS, piece.clip))
             if not piece.judged:
                 unjudged.append((start_s, offset / FPS))
+        files = [encoded[k][0] for _, k in order]
         if not path.exists() and dissolve:
-            _dissolve([encoded[k][0] for _, k in order], [encoded[k][1] for _, k in order],
-                      overlap, path)  # fmt: skip
+            _dissolve(files, [encoded[k][1] for _, k in order], overlap, path)
         elif not path.exists():
             listing = path.with_suffix(".txt")
-            listing.write_text("".join(f"file '{encoded[k][0]}'\n" for _, k in order))
+            listing.write_text("".join(f"file '{f}'\n" for f in files))
             part = path.with_suffix(".part.mp4")
             cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "concat", "-safe", "0"]
             _run([*cmd, "-i", str(listing), "-c", "copy", str(part)])
