@@ -36,7 +36,13 @@ import fusion_loo
 import numpy as np
 import real_footage as rf
 
-from scenecut.evidence import BANDS, HOP_S, Evidence, blank_shots, gap_evidence
+from scenecut.evidence import (
+    Evidence,
+    blank_shots,
+    gap_evidence,
+    sound_change,
+    sound_offset,
+)
 from scenecut.models.classic import ClassicEncoder
 from scenecut.models.effnet import EfficientNetEncoder
 from scenecut.models.fusion import INPUTS, blank_shots_join, fit_logistic, gap_inputs
@@ -95,18 +101,10 @@ def _cosine_gap(e: np.ndarray, k: int) -> np.ndarray:
 
 
 def _sound_change(evidence: Evidence, cut_s: list[float], span_s: float) -> np.ndarray:
-    out = np.zeros(len(cut_s))
     if not evidence.audio:
-        return out
+        return np.zeros(len(cut_s))
     mel, _ = evidence.sound.arrays()
-    offset = evidence.video_start - (evidence.sound.start or 0.0)
-    span = round(span_s / HOP_S)
-    for g, t in enumerate(cut_s):
-        h = round((t + offset) / HOP_S)
-        if 0 < h < len(mel):
-            before, after = mel[max(0, h - span) : h].mean(0), mel[h : h + span].mean(0)
-            out[g] = np.linalg.norm(before - after) / BANDS**0.5
-    return out / max(float(np.median(out)), 1e-3)
+    return sound_change(mel, sound_offset(evidence), cut_s, span_s).astype(float)
 
 
 def _peak(x: np.ndarray) -> np.ndarray:

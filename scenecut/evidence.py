@@ -335,23 +335,47 @@ def gap_evidence(evidence: Evidence, video: VideoInfo, shots: list[Shot]) -> np.
     return out
 
 
+def sound_offset(evidence: Evidence) -> float:
+    """Seconds of the sound track at the video's frame 0."""
+    return evidence.video_start - (evidence.sound.start or 0.0)
+
+
+def sound_change(
+    mel: np.ndarray, offset: float, times_s: list[float], span_s: float = AUDIO_S
+) -> np.ndarray:
+    """``[times]`` float32: distance between the mean log-mel spectra (``mel``, from
+    ``AudioTrack.arrays``) of the ``span_s`` before and after each video time (log10 units per
+    band), relative to the median over all the times; 0 where the sound does not reach."""
+    import numpy as np
+
+    hops, span = len(mel), round(span_s / HOP_S)
+    out = np.zeros(len(times_s), dtype=np.float32)
+    for g, t in enumerate(times_s):
+        h = round((t + offset) / HOP_S)
+        if 0 < h < hops:
+            before, after = mel[max(0, h - span) : h], mel[h : min(hops, h + span)]
+            out[g] = np.linalg.norm(before.mean(0) - after.mean(0)) / BANDS**0.5
+    typical = float(np.median(out)) if len(out) else 0.0
+    out /= max(typical, 1e-3)
+    return out
+
+
 def _audio_columns(evidence: Evidence, video: VideoInfo, cuts: list[int]) -> np.ndarray:
     import numpy as np
 
     mel, loud = evidence.sound.arrays()
     hops = len(loud)
-    offset = evidence.video_start - (evidence.sound.start or 0.0)  # sound seconds at frame 0
+    offset = sound_offset(evidence)
+    times = [float(video.time_of(c)) for c in cuts]
     span, quiet = round(AUDIO_S / HOP_S), max(1, round(QUIET_S / HOP_S))
     median_loud = float(np.median(loud))
     columns = np.zeros((len(cuts), 3), dtype=np.float32)
-    for g, c in enumerate(cuts):
-        h = round((float(video.time_of(c)) + offset) / HOP_S)
+    columns[:, 0] = sound_change(mel, offset, times)
+    for g, t in enumerate(times):
+        h = round((t + offset) / HOP_S)
         if h <= 0 or h >= hops:
             continue
         before, after = slice(max(0, h - span), h), slice(h, min(hops, h + span))
-        columns[g, 0] = np.linalg.norm(mel[before].mean(0) - mel[after].mean(0)) / BANDS**0.5
         columns[g, 1] = abs(float(loud[before].mean() - loud[after].mean()))
         columns[g, 2] = max(0.0, median_loud - float(loud[max(0, h - quiet) : h + quiet].min()))
-    typical = float(np.median(columns[:, 0])) if len(cuts) else 0.0
-    columns[:, 0] /= max(typical, 1e-3)
     return columns
