@@ -15,11 +15,13 @@ shots join the scene after them (``fusion.blank_shots_join``), and with a minimu
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from real_footage import THRESHOLD, Counts, Film, Scored, match
+from real_footage import THRESHOLD, TOLERANCE_S, Counts, Film, Scored, match
 
 from scenecut.models.fusion import INPUTS, SOUND, blank_shots_join, fit_logistic
 from scenecut.train.fusion import FilmExamples, Truth, film_examples, label_gaps
@@ -67,91 +69,152 @@ def _near(film: Film, cut_s: list[float], source: str) -> np.ndarray:
     )
 
 
-def _columns(ex: FilmExamples, names: tuple[str, ...], effnet: dict, film: str) -> np.ndarray:
-    full = ex.inputs["av"]
-    cols = []
-    for name in names:
-        if name == "effnet":
-            cols.append(np.asarray(effnet[film], dtype=np.float64))
-        else:
-            cols.append(full[:, INPUTS.index(name)])
-    return np.stack(cols, axis=1)
+@dataclass
+class FilmData:
+    """One film's gaps as the folds use them: inputs by name, labels, kept gaps."""
+
+    film: Film
+    cut_s: list[float]
+    shots: list[tuple[int, int]]
+    fps: float
+    audio: bool
+    blank: np.ndarray
+    labels: np.ndarray
+    keep: np.ndarray
+    x: dict[str, np.ndarray]  # input name -> [gaps]
 
 
-def loo(
-    films: list[Film],
-    ex: dict[str, FilmExamples],
-    names: tuple[str, ...],
-    effnet: dict,
-    min_scene_s: float = 0.0,
-    join_blank: bool = True,
-) -> dict:
-    """Leave-one-source-out counts of one input set: total, clips, montages, per film, joins."""
-    quiet = tuple(n for n in names if n not in SOUND)
-    sources = sorted({s for f in films for s in f.sources})
-    per = {f.name: Counts() for f in films}
-    joins = {f.name: 0 for f in films}
-    for source in sources:
+def film_data(film: Film, ex: FilmExamples, effnet: dict) -> FilmData:
+    """``FilmData`` of the default's inputs (and the EfficientNet links' score, when given)."""
+    x = dict(zip(INPUTS, ex.inputs["av"].T, strict=True))
+    if film.name in effnet:
+        x["effnet"] = np.asarray(effnet[film.name], dtype=np.float64)
+    return FilmData(
+        film, ex.cut_s, ex.shot_frames, ex.fps, ex.audio, ex.blank, ex.labels, ex.keep, x
+    )
+
+
+def _hide(film: Film, source: str) -> Film:
+    """``film`` with nothing counted within MARGIN_S of ``source``'s footage."""
+    spans = [(a, b) for a, b, s in film.spans if s == source]
+    if not spans:
+        return film
+
+    def far(t: float) -> bool:
+        return not any(a - MARGIN_S <= t <= b + MARGIN_S for a, b in spans)
+
+    margin = MARGIN_S + 2 * TOLERANCE_S  # predictions there are not counted either
+    hidden = [(a - margin, b + margin) for a, b in spans]
+    kept = [b for b in film.boundaries if far(b.time_s)]
+    return dataclasses.replace(film, boundaries=kept, unjudged=[*film.unjudged, *hidden])
+
+
+class Folds:
+    """Leave-one-source-out over ``data``: the logistic regression fitted without the gaps
+    near the left-out sources' footage, scored on what a source owns at THRESHOLD. ``sound``:
+    the inputs the ``picture`` weight set (films without sound) goes without."""
+
+    def __init__(self, data: list[FilmData], sound: tuple[str, ...] = SOUND):
+        self.data = data
+        self.sound = sound
+        self.sources = sorted({s for d in data for s in d.film.sources})
+        self.near = {
+            (i, s): _near(d.film, d.cut_s, s) for i, d in enumerate(data) for s in self.sources
+        }
+
+    def fit(self, names: tuple[str, ...], leave_out: tuple[str, ...]) -> dict:
         models = {}
-        for variant, cols in (("av", names), ("picture", quiet)):
+        for variant in ("av", "picture"):
+            cols = names if variant == "av" else tuple(n for n in names if n not in self.sound)
             xs, ys = [], []
-            for f in films:
-                e = ex[f.name]
-                if variant == "av" and not e.audio:
+            for i, d in enumerate(self.data):
+                if variant == "av" and not d.audio:
                     continue
-                m = e.keep & ~_near(f, e.cut_s, source)
-                xs.append(_columns(e, cols, effnet, f.name)[m])
-                ys.append(e.labels[m])
+                m = d.keep.copy()
+                for s in leave_out:
+                    m &= ~self.near[i, s]
+                xs.append(np.stack([d.x[c] for c in cols], 1)[m])
+                ys.append(d.labels[m])
             models[variant] = (cols, fit_logistic(np.concatenate(xs), np.concatenate(ys), cols))
-        for f in films:
-            if source not in f.sources:
+        return models
+
+    def score(
+        self,
+        models: dict,
+        source: str,
+        hide: str | None = None,
+        min_scene_s: float = 0.0,
+        join_blank: bool = True,
+    ) -> dict[str, tuple[Counts, int]]:
+        """Per film holding ``source``: its counts and joins found, of what ``source`` owns."""
+        out = {}
+        for d in self.data:
+            if source not in d.film.sources:
                 continue
-            e = ex[f.name]
-            cols, model = models["av" if e.audio else "picture"]
-            scores = model(_columns(e, cols, effnet, f.name))
+            film = _hide(d.film, hide) if hide else d.film
+            cols, model = models["av" if d.audio else "picture"]
+            p = model(np.stack([d.x[c] for c in cols], 1))
             if join_blank:
-                scores = blank_shots_join(scores, e.blank)
-            item = Scored(
-                f, e.cut_s, [float(s) for s in scores], e.shot_frames, round(min_scene_s * e.fps)
-            )
-            counts, hit = match(f, item.predicted(THRESHOLD), source)
-            per[f.name] = per[f.name] + counts
-            joins[f.name] += hit
-    return dict(per=per, joins=joins)
+                p = blank_shots_join(p, d.blank)
+            frames = round(min_scene_s * d.fps)
+            item = Scored(film, d.cut_s, [float(v) for v in p], d.shots, frames)
+            out[d.film.name] = match(film, item.predicted(THRESHOLD), source)
+        return out
+
+    def loo(
+        self,
+        names: tuple[str, ...],
+        without: str | None = None,
+        min_scene_s: float = 0.0,
+        join_blank: bool = True,
+    ) -> dict[str, tuple[Counts, int]]:
+        """Per film, counts and joins found over the folds (``without``: that source left
+        out of everything, for a nested selection)."""
+        per = {d.film.name: (Counts(), 0) for d in self.data}
+        for s in self.sources:
+            if s == without:
+                continue
+            leave = (s,) if without is None else (s, without)
+            scored = self.score(self.fit(names, leave), s, without, min_scene_s, join_blank)
+            for name, (counts, hit) in scored.items():
+                per[name] = (per[name][0] + counts, per[name][1] + hit)
+        return per
+
+
+def total(per: dict[str, tuple[Counts, int]]) -> tuple[Counts, int]:
+    return sum((c for c, _ in per.values()), Counts()), sum(j for _, j in per.values())
 
 
 def report(films: list[Film], clips: int, ex: dict, effnet: dict | None) -> dict:
     """Print and return the ablation table."""
     out = {}
+    folds = Folds([film_data(f, ex[f.name], effnet or {}) for f in films])
     print(f"\nfusion, leave-one-source-out at {THRESHOLD} (the fusion refitted per fold)")
     head = f"{'inputs':14s} {'P':>5s} {'R':>5s} {'F1':>5s} {'tp/fp/fn':>9s}"
     print(head + "  clips F1  montages F1  joins")
     for label, (names, min_scene_s, join_blank) in ABLATIONS.items():
         if "effnet" in names and not effnet:
             continue
-        res = loo(films, ex, names, effnet or {}, min_scene_s, join_blank)
-        total = sum(res["per"].values(), Counts())
-        part_c = sum((res["per"][f.name] for f in films[:clips]), Counts())
-        part_m = sum((res["per"][f.name] for f in films[clips:]), Counts())
-        hit = sum(res["joins"].values())
+        per = folds.loo(names, None, min_scene_s, join_blank)
+        counts, hit = total(per)
+        part_c = total({f.name: per[f.name] for f in films[:clips]})[0]
+        part_m = total({f.name: per[f.name] for f in films[clips:]})[0]
         all_joins = sum(b.kind == "join" for f in films for b in f.boundaries)
         print(
-            f"{label:14s} {total.precision:5.3f} {total.recall:5.3f} {total.f1:5.3f} "
-            f"{total.tp:>3d}/{total.fp}/{total.fn:<3d}  {part_c.f1:8.3f}  {part_m.f1:11.3f}  "
+            f"{label:14s} {counts.precision:5.3f} {counts.recall:5.3f} {counts.f1:5.3f} "
+            f"{counts.tp:>3d}/{counts.fp}/{counts.fn:<3d}  {part_c.f1:8.3f}  {part_m.f1:11.3f}  "
             f"{hit}/{all_joins}"
         )
         out[label] = dict(
             inputs=list(names),
             min_scene_s=min_scene_s,
             join_blank=join_blank,
-            total=_row(total),
+            total=_row(counts),
             clips=_row(part_c),
             montages=_row(part_m),
             joins_hit=hit,
             joins=all_joins,
-            films={
-                name: _row(c) | {"joins_hit": res["joins"][name]} for name, c in res["per"].items()
-            },
+            films={name: _row(c) | {"joins_hit": j} for name, (c, j) in per.items()},
         )
     fused = out["fused"]["films"]
     print("fused per film (LOO):", ", ".join(f"{k} {v['f1']:.3f}" for k, v in fused.items()))
@@ -162,4 +225,4 @@ def _row(c: Counts) -> dict:
     return dict(tp=c.tp, fp=c.fp, fn=c.fn, precision=c.precision, recall=c.recall, f1=c.f1)
 
 
-__all__ = ["examples", "label_gaps", "report", "write_truth"]
+__all__ = ["FilmData", "Folds", "examples", "label_gaps", "report", "total", "write_truth"]

@@ -28,13 +28,13 @@ on footage it has not seen.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 import fusion_loo
 import numpy as np
 import real_footage as rf
+from fusion_loo import FilmData, total
 
 from scenecut.evidence import (
     Evidence,
@@ -45,13 +45,12 @@ from scenecut.evidence import (
 )
 from scenecut.models.classic import ClassicEncoder
 from scenecut.models.effnet import EfficientNetEncoder
-from scenecut.models.fusion import INPUTS, blank_shots_join, fit_logistic, gap_inputs
+from scenecut.models.fusion import INPUTS, gap_inputs
 from scenecut.models.links import center_embeddings, link_scores
 from scenecut.shots import detect_shots
 from scenecut.train.fusion import label_gaps
 
 ROOT = Path(__file__).resolve().parents[1]
-MARGIN_S = fusion_loo.MARGIN_S
 SETS = [  # (label, inputs) of table 1
     ("the default", INPUTS),
     ("+ effnet", (*INPUTS, "effnet")),
@@ -64,19 +63,6 @@ SETS = [  # (label, inputs) of table 1
 ]
 SOUND = ("audio_change", "audio_level", "audio_quiet", "audio_0.5", "audio_1", "audio_peak")
 EFFNET = ("effnet", "cos_e1", "cos_e2")  # the inputs that need EfficientNet-Lite0 (its cost)
-
-
-@dataclasses.dataclass
-class FilmData:
-    film: rf.Film
-    cut_s: list[float]
-    shots: list[tuple[int, int]]
-    fps: float
-    audio: bool
-    blank: np.ndarray
-    labels: np.ndarray
-    keep: np.ndarray
-    x: dict[str, np.ndarray]  # input name -> [gaps]
 
 
 def _embedded(path: Path, encoder, evidence: Evidence | None):
@@ -145,76 +131,20 @@ def film_data(film: rf.Film, effnet: EfficientNetEncoder) -> FilmData:
     )
 
 
-def _hide(film: rf.Film, source: str) -> rf.Film:
-    """``film`` with nothing counted within MARGIN_S of ``source``'s footage."""
-    spans = [(a, b) for a, b, s in film.spans if s == source]
-    if not spans:
-        return film
+class Search(fusion_loo.Folds):
+    """The folds with SOUND's wider list, and the nested forward selection."""
 
-    def far(t: float) -> bool:
-        return not any(a - MARGIN_S <= t <= b + MARGIN_S for a, b in spans)
-
-    margin = MARGIN_S + 2 * rf.TOLERANCE_S  # predictions there are not counted either
-    hidden = [(a - margin, b + margin) for a, b in spans]
-    kept = [b for b in film.boundaries if far(b.time_s)]
-    return dataclasses.replace(film, boundaries=kept, unjudged=[*film.unjudged, *hidden])
-
-
-class Folds:
     def __init__(self, data: list[FilmData]):
-        self.data = data
-        self.sources = sorted({s for d in data for s in d.film.sources})
-        self.near = {
-            (i, s): fusion_loo._near(d.film, d.cut_s, s)
-            for i, d in enumerate(data)
-            for s in self.sources
-        }
-
-    def fit(self, names: tuple[str, ...], leave_out: tuple[str, ...]) -> dict:
-        models = {}
-        for variant in ("av", "picture"):
-            cols = names if variant == "av" else tuple(n for n in names if n not in SOUND)
-            xs, ys = [], []
-            for i, d in enumerate(self.data):
-                if variant == "av" and not d.audio:
-                    continue
-                m = d.keep.copy()
-                for s in leave_out:
-                    m &= ~self.near[i, s]
-                xs.append(np.stack([d.x[c] for c in cols], 1)[m])
-                ys.append(d.labels[m])
-            models[variant] = (cols, fit_logistic(np.concatenate(xs), np.concatenate(ys), cols))
-        return models
-
-    def score(self, models: dict, source: str, hide: str | None = None) -> tuple[rf.Counts, int]:
-        total, joins = rf.Counts(), 0
-        for d in self.data:
-            if source not in d.film.sources:
-                continue
-            film = _hide(d.film, hide) if hide else d.film
-            cols, model = models["av" if d.audio else "picture"]
-            p = blank_shots_join(model(np.stack([d.x[c] for c in cols], 1)), d.blank)
-            item = rf.Scored(film, d.cut_s, [float(v) for v in p], d.shots)
-            counts, hit = rf.match(film, item.predicted(rf.THRESHOLD), source)
-            total, joins = total + counts, joins + hit
-        return total, joins
-
-    def loo(self, names: tuple[str, ...], without: str | None = None) -> tuple[rf.Counts, int]:
-        total, joins = rf.Counts(), 0
-        for s in self.sources:
-            if s == without:
-                continue
-            leave = (s,) if without is None else (s, without)
-            counts, hit = self.score(self.fit(names, leave), s, hide=without)
-            total, joins = total + counts, joins + hit
-        return total, joins
+        super().__init__(data, SOUND)
 
     def select(self, without: str, candidates: list[str]) -> tuple[tuple[str, ...], float]:
         chosen = ("links",)
-        best = self.loo(chosen, without)[0].f1
+        best = total(self.loo(chosen, without))[0].f1
         while True:
             tried = [
-                (self.loo((*chosen, c), without)[0].f1, c) for c in candidates if c not in chosen
+                (total(self.loo((*chosen, c), without))[0].f1, c)
+                for c in candidates
+                if c not in chosen
             ]
             f1, name = max(tried)
             if f1 <= best + 1e-9:
@@ -230,30 +160,30 @@ def main() -> None:
     films = clips + rf.montage_films(pieces, infos, len(rf.MONTAGES))
     effnet = EfficientNetEncoder()
     data = [film_data(f, effnet) for f in films]
-    folds = Folds(data)
+    folds = Search(data)
     joins = sum(b.kind == "join" for f in films for b in f.boundaries)
     out = dict(table=[], nested={})
     print(f"{'inputs (leave-one-source-out, 0.5)':38s}    P     R    F1  tp/fp/fn  joins")
     for label, names in SETS:
-        c, hit = folds.loo(names)
+        c, hit = total(folds.loo(names))
         tfn = f"{c.tp}/{c.fp}/{c.fn}"
         print(f"{label:38s} {c.precision:5.3f} {c.recall:5.3f} {c.f1:5.3f} {tfn:>9s} {hit}/{joins}")
         out["table"].append(dict(label=label, inputs=list(names), joins_hit=hit) | rf._row(c))
     candidates = [n for n in data[0].x if n != "links"]
     pools = {"without effnet": [c for c in candidates if c not in EFFNET], "all": candidates}
     for label, pool in pools.items():
-        total, hits = rf.Counts(), 0
+        pooled, hits = rf.Counts(), 0
         print(f"\nnested selection, candidates {label}: {', '.join(pool)}")
         for s in folds.sources:
             names, inner = folds.select(s, pool)
-            c, hit = folds.score(folds.fit(names, (s,)), s)
-            total, hits = total + c, hits + hit
+            c, hit = total(folds.score(folds.fit(names, (s,)), s))
+            pooled, hits = pooled + c, hits + hit
             print(f"  {s}: chosen {'+'.join(names)} (inner F1 {inner:.3f}) -> {c.tp}/{c.fp}/{c.fn}")
             fold = dict(source=s, inputs=list(names), inner_f1=inner) | rf._row(c)
             out["nested"].setdefault(label, []).append(fold)
         print(
-            f"  nested {label}: P {total.precision:.3f} R {total.recall:.3f} F1 {total.f1:.3f} "
-            f"{total.tp}/{total.fp}/{total.fn}, joins {hits}/{joins}"
+            f"  nested {label}: P {pooled.precision:.3f} R {pooled.recall:.3f} "
+            f"F1 {pooled.f1:.3f} {pooled.tp}/{pooled.fp}/{pooled.fn}, joins {hits}/{joins}"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))
